@@ -1,0 +1,301 @@
+/*
+ * attach_main.c - vmprof-attach: the command line around a sampling run.
+ *
+ * Order matters for "never harm the target": everything that can fail
+ * for a reason the user can fix (options, output file) is checked before
+ * the target is touched; once attached, every path out goes through
+ * session_detach(). Exit codes: 0 profile written, 1 runtime failure,
+ * 2 usage error (options.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "options.h"
+#include "profile.h"
+#include "ptrace_session.h"
+#include "sampler.h"
+#include "symbols.h"
+#include "vm_select.h"
+
+#ifndef VMPROF_ATTACH_VERSION
+#define VMPROF_ATTACH_VERSION "dev"
+#endif
+#ifndef SHIM_INSTALL_PATH
+#define SHIM_INSTALL_PATH ""
+#endif
+
+static void die_line(const char *msg)
+{
+    fprintf(stderr, "vmprof-attach: %s\n", msg);
+}
+
+/* The shim to preload for a spawned command: --shim, $VMPROF_SHIM, next to
+ * this executable in a build tree, then the installed path. */
+static int find_shim(const struct options *o, char *out, size_t cap)
+{
+    const char *env = getenv("VMPROF_SHIM");
+    if (o->shim_path || (env && *env)) {
+        snprintf(out, cap, "%s", o->shim_path ? o->shim_path : env);
+        return access(out, R_OK);
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int w = snprintf(out, cap, "%s/../target-shim/libvmprof-shim.so", exe);
+            if (w > 0 && (size_t)w < cap && access(out, R_OK) == 0)
+                return 0;
+        }
+    }
+    snprintf(out, cap, "%s", SHIM_INSTALL_PATH);
+    return out[0] ? access(out, R_OK) : -1;
+}
+
+static int open_output(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot write output '%s': %s; choose a writable path with -o",
+                 path, strerror(errno));
+    return fd;
+}
+
+static void read_cmdline(pid_t pid, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    buf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (ssize_t i = 0; i < n - 1; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+}
+
+static void print_stats(const struct sampler *s)
+{
+    const struct unwind_stats *us = unwinder_stats(s->uw);
+    fprintf(stderr,
+            "vmprof-attach: stats: ticks=%llu samples=%llu missed_ticks=%llu stops=%llu "
+            "stop_us_p50=%.0f stop_us_p99=%.0f stop_us_max=%.0f unwind_failures=%llu "
+            "frames=%llu live_reads=%llu repeated=%llu threads_seen=%llu "
+            "threads_vanished=%llu signals_passed=%llu vm_capture_failures=%llu "
+            "maps_reloads=%llu\n",
+            (unsigned long long)s->ticks, (unsigned long long)s->samples,
+            (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
+            sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
+            (double)s->stop_max_ns / 1000.0, (unsigned long long)us->failures,
+            (unsigned long long)us->frames, (unsigned long long)us->live_reads,
+            (unsigned long long)s->repeated, (unsigned long long)s->sess->threads_seen,
+            (unsigned long long)s->sess->threads_vanished,
+            (unsigned long long)s->sess->signals_passed,
+            (unsigned long long)(s->dec ? s->dec->stat_capture_fail : 0),
+            (unsigned long long)s->maps_reloads);
+}
+
+struct find_ctx { int notice_given; int quiet; };
+
+static struct vm_decoder *find_vm(struct sampler *s, void *arg)
+{
+    struct find_ctx *fc = arg;
+    char note[512] = "";
+    struct vm_decoder *d = vm_select_find(s->sess->pid, &s->mem, sampler_vm_name, s,
+                                          s->o->lines, note, sizeof(note));
+    if (!d && note[0] && !fc->notice_given && !fc->quiet &&
+        (!s->sess->spawned || s->ticks > 1000)) {
+        fprintf(stderr, "vmprof-attach: %s\n", note);
+        fc->notice_given = 1;
+    }
+    return d;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    char err[1024];
+    if (options_parse(&o, argc, argv, err, sizeof(err)) != 0) {
+        die_line(err);
+        return EXIT_USAGE;
+    }
+    if (o.help) {
+        options_usage(stdout);
+        return EXIT_OK;
+    }
+    if (o.version) {
+        printf("vmprof-attach %s\n", VMPROF_ATTACH_VERSION);
+        return EXIT_OK;
+    }
+
+    /* Signals are taken synchronously by the sampler (sigtimedwait). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    char outpath[PATH_MAX];
+    int out_fd = -1;
+    if (o.pid) {
+        snprintf(outpath, sizeof(outpath), "%s", o.output ? o.output : "");
+        if (!o.output)
+            snprintf(outpath, sizeof(outpath), "vmprof-%d.prof", (int)o.pid);
+        if (kill(o.pid, 0) < 0 && errno == ESRCH) {
+            snprintf(err, sizeof(err), "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)o.pid);
+            die_line(err);
+            return EXIT_RUNTIME;
+        }
+        if ((out_fd = open_output(outpath, err, sizeof(err))) < 0) {
+            die_line(err);
+            return EXIT_RUNTIME;
+        }
+    } else if (o.output) {
+        snprintf(outpath, sizeof(outpath), "%s", o.output);
+        if ((out_fd = open_output(outpath, err, sizeof(err))) < 0) {
+            die_line(err);
+            return EXIT_RUNTIME;
+        }
+    } else if (access(".", W_OK) < 0) {
+        die_line("cannot write output in the current directory: choose a writable path with -o");
+        return EXIT_RUNTIME;
+    }
+
+    struct session sess;
+    if (o.pid) {
+        if (session_attach(&sess, o.pid, err, sizeof(err)) < 0) {
+            die_line(err);
+            close(out_fd);
+            unlink(outpath);
+            return EXIT_RUNTIME;
+        }
+    } else {
+        char shim[PATH_MAX], preload[PATH_MAX + 64];
+        char *env_add[2] = { NULL, NULL };
+        if (find_shim(&o, shim, sizeof(shim)) == 0) {
+            const char *old = getenv("LD_PRELOAD");
+            snprintf(preload, sizeof(preload), "LD_PRELOAD=%s%s%s", shim,
+                     old && *old ? " " : "", old && *old ? old : "");
+            env_add[0] = preload;
+        } else if (!o.quiet) {
+            fprintf(stderr, "vmprof-attach: shim library not found (give --shim PATH or set "
+                    "VMPROF_SHIM): profiling native frames only\n");
+        }
+        if (session_spawn(&sess, o.command, env_add, err, sizeof(err)) < 0) {
+            die_line(err);
+            if (out_fd >= 0) {
+                close(out_fd);
+                unlink(outpath);
+            }
+            return EXIT_RUNTIME;
+        }
+        if (out_fd < 0) {
+            snprintf(outpath, sizeof(outpath), "vmprof-%d.prof", (int)sess.pid);
+            if ((out_fd = open_output(outpath, err, sizeof(err))) < 0) {
+                die_line(err);
+                session_detach(&sess);
+                session_free(&sess);
+                return EXIT_RUNTIME;
+            }
+        }
+    }
+
+    /* The target's root, held open so objects stay reachable for symbol
+     * resolution after the target has exited (and inside containers). */
+    char root[64];
+    snprintf(root, sizeof(root), "/proc/%d/root", (int)sess.pid);
+    int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd >= 0)
+        snprintf(root, sizeof(root), "/proc/self/fd/%d", root_fd);
+
+    char cmdline[1024];
+    read_cmdline(sess.pid, cmdline, sizeof(cmdline));
+
+    struct sampler *s = calloc(1, sizeof(*s));
+    struct find_ctx fc = { 0, o.quiet };
+    int rc = EXIT_OK;
+    if (!s || sampler_init(s, &o, &sess, root, out_fd) < 0) {
+        die_line(s ? s->err : "out of memory");
+        session_detach(&sess);
+        session_free(&sess);
+        return EXIT_RUNTIME;
+    }
+    s->find_vm = find_vm;
+    s->find_vm_arg = &fc;
+    s->cmdline = cmdline;
+
+    enum stop_reason why = sampler_run(s);
+    session_detach(&sess);
+
+    if (why == STOP_ERROR) {
+        die_line(s->err);
+        rc = EXIT_RUNTIME;
+    }
+    if (why != STOP_ERROR && sampler_open_profile(s) < 0) {
+        die_line(s->err);
+        rc = EXIT_RUNTIME;
+    }
+    if (s->prof) {
+        struct symbolizer *sym = sym_open(sess.pid, &s->maps, root, NULL);
+        uint64_t nsamples = profile_samples(s->prof);
+        if (profile_finish(s->prof, sym, err, sizeof(err)) < 0) {
+            die_line(err);
+            rc = EXIT_RUNTIME;
+        }
+        s->prof = NULL;
+        if (sym)
+            sym_close(sym);
+        if (!o.quiet)
+            fprintf(stderr, "vmprof-attach: %llu samples in %.1f s from %llu threads of "
+                    "process %d (%s)%s\nvmprof-attach: wrote %s; view it with: vmprof-report %s\n",
+                    (unsigned long long)nsamples, s->elapsed,
+                    (unsigned long long)sess.threads_seen, (int)sess.pid,
+                    cmdline[0] ? cmdline : "?",
+                    why == STOP_TARGET_EXITED ? ", until it exited" : "",
+                    outpath, outpath);
+    }
+    if (o.stats)
+        print_stats(s);
+    close(out_fd);
+
+    if (sess.spawned && sess.exited && rc == EXIT_OK) {
+        int st = sess.exit_status;
+        if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "vmprof-attach: the command exited with status %d\n", WEXITSTATUS(st));
+            rc = EXIT_RUNTIME;
+        } else if (WIFSIGNALED(st)) {
+            fprintf(stderr, "vmprof-attach: the command was killed by signal %d\n", WTERMSIG(st));
+            rc = EXIT_RUNTIME;
+        }
+    }
+    sampler_free(s);
+    free(s);
+    session_free(&sess);
+    if (root_fd >= 0)
+        close(root_fd);
+    return rc;
+}

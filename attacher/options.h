@@ -1,0 +1,39 @@
+/*
+ * options.h - vmprof-attach's command line, parsed into one struct.
+ *
+ * Parsing is pure (no I/O besides the error text) so it is unit-tested;
+ * every rejection produces one line naming the cause and the way out.
+ */
+#ifndef VMPROF_OPTIONS_H
+#define VMPROF_OPTIONS_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+enum exit_code { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+enum sample_mode { MODE_CPU = 0, MODE_WALL = 1 };
+enum native_mode { NATIVE_EXT = 0, NATIVE_ALL = 1, NATIVE_NONE = 2 };
+
+struct options {
+    pid_t pid;                  /* -p; 0 when spawning */
+    char **command;             /* after --; NULL with -p */
+    double interval;            /* seconds, [0.0001, 1) */
+    double duration;            /* seconds, 0 = until stopped */
+    const char *output;         /* NULL = vmprof-PID.prof */
+    enum sample_mode mode;
+    enum native_mode native;
+    int lines;                  /* --lines */
+    int stats;                  /* --stats */
+    int quiet;                  /* -q */
+    int help, version;
+    const char *shim_path;      /* --shim PATH: shim preloaded in spawn mode */
+};
+
+/* Parse argv. Returns 0 on success, or EXIT_USAGE with a one-line message
+ * (no trailing newline) in err. */
+int options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen);
+void options_usage(FILE *out);
+
+#endif

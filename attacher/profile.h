@@ -1,0 +1,36 @@
+/*
+ * profile.h - the log being written: stacks as they come, VM names as
+ * decoders learn them, native symbols once at the end.
+ *
+ * Owns the vmprof writer and the set of native addresses the log uses
+ * (each resolved once, by the symbols library, when the run ends).
+ */
+#ifndef VMPROF_PROFILE_H
+#define VMPROF_PROFILE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "symbols.h"
+
+struct profile;
+
+struct profile_opts {
+    int fd;                     /* output, opened by the caller */
+    uint64_t period_usec;
+    int lines, wall, native;    /* mode flags for the header */
+    const char *interp;         /* "cpython", a VM's name, or "native" */
+};
+
+struct profile *profile_open(const struct profile_opts *o, char *err, size_t errlen);
+int profile_meta(struct profile *p, const char *key, const char *value);
+/* Sink for vm_decoder names (vm_name_sink). */
+void profile_vm_name(void *arg, uint64_t id, const char *name);
+/* Append one sample (words as merge_stack made them) `repeat` times. */
+int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat);
+uint64_t profile_samples(const struct profile *p);
+/* Resolve native symbols (sym may be NULL), write the trailer, flush.
+ * Returns 0, or -1 with the write error in err. Frees p. */
+int profile_finish(struct profile *p, struct symbolizer *sym, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * sampler.c - the tick loop (see sampler.h).
+ *
+ * Deadlines are absolute (start + k * interval): a slow tick makes the
+ * next wait shorter, never shifts the schedule; ticks that could not run
+ * at all are counted as missed, not made up for.
+ *
+ * What a sample means (--mode):
+ *   cpu  a thread earns credit equal to the CPU time it used since the
+ *        last tick (schedstat), in intervals; each whole interval is one
+ *        sample of its stack. A thread that did not run is not stopped.
+ *   wall every live thread every tick; a thread whose CPU time has not
+ *        moved since its last sample is not stopped: its last stack is
+ *        repeated.
+ * Stop time (PTRACE_INTERRUPT to PTRACE_CONT) is measured per sample.
+ */
+#include "sampler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "merge.h"
+
+#ifndef VMPROF_ATTACH_VERSION
+#define VMPROF_ATTACH_VERSION "dev"
+#endif
+
+#define VM_SEARCH_GRACE 0.2     /* seconds to wait for a spawned VM's registry */
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sampler_vm_name(void *arg, uint64_t id, const char *name)
+{
+    struct sampler *s = arg;
+    if (s->prof)
+        profile_vm_name(s->prof, id, name);
+}
+
+static int reload_maps(struct sampler *s)
+{
+    struct sym_maps fresh = { 0 };
+    if (sym_maps_load(&fresh, s->sess->pid) < 0)
+        return -1;
+    sym_maps_free(&s->maps);
+    s->maps = fresh;
+    s->maps_stale = 0;
+    s->maps_reloads++;
+    return unwinder_set_maps(s->uw, &s->maps);
+}
+
+int sampler_init(struct sampler *s, const struct options *o, struct session *sess,
+                 const char *root, int out_fd)
+{
+    memset(s, 0, sizeof(*s));
+    s->o = o;
+    s->sess = sess;
+    s->out_fd = out_fd;
+    snprintf(s->root, sizeof(s->root), "%s", root);
+    remote_mem_init(&s->mem, sess->pid);
+    if (snapshot_init(&s->snap, SNAPSHOT_STACK_DEFAULT) < 0) {
+        snprintf(s->err, sizeof(s->err), "out of memory");
+        return -1;
+    }
+    s->uw = unwinder_new(&s->mem, root);
+    if (!s->uw) {
+        snprintf(s->err, sizeof(s->err), "cannot create the unwinder (libunwind)");
+        return -1;
+    }
+    if (reload_maps(s) < 0) {
+        snprintf(s->err, sizeof(s->err), "cannot read /proc/%d/maps: %s",
+                 (int)sess->pid, strerror(errno));
+        return -1;
+    }
+    s->maps_reloads = 0;
+    return 0;
+}
+
+/* Stack end for a thread's SP, from its cached stack mapping or maps. */
+static uint64_t stack_end(void *arg, uint64_t sp)
+{
+    struct sampler *s = arg;
+    struct thread *t = session_find(s->sess, s->snap.tid);
+    if (t && sp >= t->stack_lo && sp < t->stack_hi)
+        return t->stack_hi;
+    const struct sym_mapping *m = sym_maps_find(&s->maps, sp);
+    if (!m) {
+        s->maps_stale = 1;      /* a new thread's stack: reload after the stop */
+        return 0;
+    }
+    if (t) {
+        t->stack_lo = m->start;
+        t->stack_hi = m->end;
+    }
+    return m->end;
+}
+
+/* CPU time of a thread in ns, or -1 (thread gone). */
+static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
+{
+    if (t->schedstat_fd < 0) {
+        char path[96];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)s->sess->pid, (int)t->tid);
+        t->schedstat_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (t->schedstat_fd < 0)
+            return -1;
+    }
+    char buf[96];
+    ssize_t n = pread(t->schedstat_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return (int64_t)strtoull(buf, NULL, 10);
+}
+
+static int is_interp(void *arg, uint64_t ip)
+{
+    struct vm_decoder *d = arg;
+    return d->ops->is_interpreter_ip(d, ip);
+}
+
+static void record_stop(struct sampler *s, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    s->stop_hist[us < STOP_HIST_US ? us : STOP_HIST_US]++;
+    if (ns > s->stop_max_ns)
+        s->stop_max_ns = ns;
+    s->stops++;
+}
+
+static void keep_last(struct thread *t, const uint64_t *w, int n)
+{
+    uint64_t *nw = realloc(t->last_words, (size_t)(n ? n : 1) * sizeof(*w));
+    if (!nw)
+        return;
+    memcpy(nw, w, (size_t)n * sizeof(*w));
+    t->last_words = nw;
+    t->last_n = n;
+}
+
+/* Stop, snapshot, resume, then build and write the stack `repeat` times. */
+static void sample_thread(struct sampler *s, struct thread *t, int repeat)
+{
+    uint64_t t0 = now_ns();
+    if (session_stop_thread(s->sess, t) != 0)
+        return;
+    s->snap.tid = t->tid;
+    int ok = snapshot_take(&s->snap, &s->mem, t->tid, stack_end, s, s->dec) == 0;
+    session_resume_thread(s->sess, t);
+    record_stop(s, now_ns() - t0);
+    if (!ok)
+        return;
+    if (s->maps_stale)
+        reload_maps(s);
+
+    int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES);
+    s->unwind_calls++;
+    struct merge_input in = {
+        .nat = s->nat, .n_nat = nn,
+        .vm = s->snap.vm, .n_vm = s->snap.n_vm > 0 ? s->snap.n_vm : 0,
+        .native = s->o->native, .lines = s->o->lines,
+        .is_interp = s->dec ? is_interp : NULL, .arg = s->dec,
+    };
+    int n = merge_stack(&in, s->words, MAX_STACK_WORDS);
+    if (n == 0)
+        return;
+    if (profile_add(s->prof, s->words, n, t->tid, repeat) == 0)
+        s->samples += (uint64_t)repeat;
+    if (s->o->mode == MODE_WALL)
+        keep_last(t, s->words, n);
+}
+
+static void tick(struct sampler *s)
+{
+    double interval_ns = s->o->interval * 1e9;
+    session_reap(s->sess);
+    for (size_t i = 0; i < s->sess->n && !s->sess->exited; i++) {
+        struct thread *t = s->sess->v[i];
+        if (t->state != THREAD_RUNNING)
+            continue;
+        int64_t cpu = thread_cpu_ns(s, t);
+        if (cpu < 0)
+            continue;           /* vanishing: its exit is reaped soon */
+        int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
+        t->cpu_ns = (uint64_t)cpu;
+        if (s->o->mode == MODE_CPU) {
+            if (delta <= 0)
+                continue;       /* first sight, or did not run */
+            t->credit += (double)delta / interval_ns;
+            if (t->credit < 1.0)
+                continue;
+            int k = (int)t->credit;
+            if (k > 10)
+                k = 10;         /* ticks were missed: cap the catch-up */
+            t->credit -= (double)(int)t->credit;
+            sample_thread(s, t, k);
+        } else {
+            if (delta == 0 && t->last_n > 0) {
+                profile_add(s->prof, t->last_words, t->last_n, t->tid, 1);
+                s->samples++;
+                s->repeated++;
+                continue;
+            }
+            sample_thread(s, t, 1);
+        }
+    }
+    session_sweep(s->sess);
+}
+
+int sampler_open_profile(struct sampler *s)
+{
+    if (s->prof)
+        return 0;
+    struct profile_opts po = {
+        .fd = s->out_fd,
+        .period_usec = (uint64_t)(s->o->interval * 1e6 + 0.5),
+        .lines = s->o->lines,
+        .wall = s->o->mode == MODE_WALL,
+        .native = s->o->native != NATIVE_NONE,
+        .interp = s->dec ? s->dec->interp_name : "native",
+    };
+    s->prof = profile_open(&po, s->err, sizeof(s->err));
+    if (!s->prof)
+        return -1;
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%d", (int)s->sess->pid);
+    profile_meta(s->prof, "os", "linux");
+    profile_meta(s->prof, "bits", "64");
+    profile_meta(s->prof, "attacher", "vmprof-attach " VMPROF_ATTACH_VERSION);
+    profile_meta(s->prof, "pid", pid);
+    profile_meta(s->prof, "command", s->cmdline ? s->cmdline : "");
+    profile_meta(s->prof, "mode", s->o->mode == MODE_WALL ? "wall" : "cpu");
+    profile_meta(s->prof, "native", s->o->native == NATIVE_ALL ? "all" :
+                 s->o->native == NATIVE_NONE ? "none" : "ext");
+    return 0;
+}
+
+enum stop_reason sampler_run(struct sampler *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+
+    double start = now_mono(), next = start;
+    double dur = s->o->duration;
+    enum stop_reason why = STOP_TARGET_EXITED;
+    s->vm_searching = s->find_vm != NULL;
+    for (;;) {
+        session_reap(s->sess);
+        if (s->sess->exited) {
+            why = STOP_TARGET_EXITED;
+            break;
+        }
+        double now = now_mono();
+        if (dur > 0 && now - start >= dur) {
+            why = STOP_DURATION;
+            break;
+        }
+        if (now < next) {
+            double wait = next - now;
+            if (dur > 0 && start + dur - now < wait)
+                wait = start + dur - now;
+            struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
+            int sig = sigtimedwait(&set, NULL, &ts);
+            if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+                why = STOP_SIGNAL;
+                break;
+            }
+            continue;           /* SIGCHLD, timeout or EINTR: re-check */
+        }
+        /* A tick is due. */
+        double late = now - next;
+        if (late >= s->o->interval) {
+            uint64_t missed = (uint64_t)(late / s->o->interval);
+            s->missed_ticks += missed;
+            next += (double)missed * s->o->interval;
+        }
+        next += s->o->interval;
+        s->ticks++;
+        if (s->sess->exec_seen) {
+            s->sess->exec_seen = 0;
+            reload_maps(s);
+        }
+        if (s->vm_searching && !s->dec) {
+            s->dec = s->find_vm(s, s->find_vm_arg);
+            /* A spawned VM publishes its registry early; stop asking. */
+            if (s->dec || !s->sess->spawned || now - start > 5.0)
+                s->vm_searching = 0;
+        }
+        if (!s->prof) {
+            if (s->vm_searching && now - start < VM_SEARCH_GRACE)
+                continue;       /* give a spawned VM a moment to publish */
+            if (sampler_open_profile(s) < 0) {
+                why = STOP_ERROR;
+                break;
+            }
+        }
+        tick(s);
+    }
+    s->elapsed = now_mono() - start;
+    return why;
+}
+
+double sampler_stop_percentile(const struct sampler *s, double q)
+{
+    if (!s->stops)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)s->stops);
+    if (want >= s->stops)
+        want = s->stops - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i <= STOP_HIST_US; i++) {
+        seen += s->stop_hist[i];
+        if (seen > want)
+            return i;
+    }
+    return STOP_HIST_US;
+}
+
+void sampler_free(struct sampler *s)
+{
+    if (s->dec && s->dec->ops->destroy)
+        s->dec->ops->destroy(s->dec);
+    s->dec = NULL;
+    unwinder_free(s->uw);
+    s->uw = NULL;
+    sym_maps_free(&s->maps);
+    snapshot_free(&s->snap);
+}

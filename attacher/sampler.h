@@ -1,0 +1,78 @@
+/*
+ * sampler.h - the tick loop: absolute deadlines, one short stop per
+ * sampled thread, the rest of the work done while the target runs.
+ *
+ * Per tick, per thread worth sampling: stop (ptrace_session) -> snapshot
+ * -> resume -> unwind -> merge -> profile. Between ticks the loop waits in
+ * sigtimedwait for SIGCHLD (ptrace events, passed on at once), SIGINT,
+ * SIGTERM and SIGHUP (clean stop); those signals must be blocked by the
+ * caller before the target is attached.
+ */
+#ifndef VMPROF_SAMPLER_H
+#define VMPROF_SAMPLER_H
+
+#include <stdint.h>
+
+#include "frames.h"
+#include "options.h"
+#include "profile.h"
+#include "ptrace_session.h"
+#include "remote_mem.h"
+#include "snapshot.h"
+#include "symbols.h"
+#include "unwind.h"
+#include "vm_decoder.h"
+
+#define STOP_HIST_US 20000      /* stop times histogram, 1 us buckets */
+
+enum stop_reason { STOP_TARGET_EXITED, STOP_DURATION, STOP_SIGNAL, STOP_ERROR };
+
+struct sampler;
+
+/* Finds the target's VM (registry) and returns its decoder, or NULL when
+ * there is none (yet). Called at start and retried while discovering. */
+typedef struct vm_decoder *(*sampler_find_vm)(struct sampler *s, void *arg);
+
+struct sampler {
+    const struct options *o;
+    struct session *sess;
+    struct remote_mem mem;
+    struct sym_maps maps;
+    int maps_stale;
+    struct unwinder *uw;
+    struct vm_decoder *dec;
+    sampler_find_vm find_vm;
+    void *find_vm_arg;
+    int vm_searching;           /* still retrying find_vm */
+    struct profile *prof;
+    int out_fd;
+    const char *cmdline;        /* META "command" */
+    char root[64];              /* where objects are opened */
+    struct snapshot snap;
+    struct native_frame nat[MAX_NATIVE_FRAMES];
+    uint64_t words[MAX_STACK_WORDS];
+
+    /* statistics */
+    uint64_t ticks, missed_ticks, samples, repeated, stops, unwind_calls;
+    uint64_t maps_reloads;
+    uint32_t stop_hist[STOP_HIST_US + 1];
+    uint64_t stop_max_ns;
+    double elapsed;
+    char err[512];
+};
+
+int sampler_init(struct sampler *s, const struct options *o, struct session *sess,
+                 const char *root, int out_fd);
+/* Runs until the target exits, the duration passes or a stop signal
+ * arrives. The profile is opened (header written) at the first tick. */
+enum stop_reason sampler_run(struct sampler *s);
+/* Open the log (header, META) if the run has not yet: a run that ends
+ * before its first sample still leaves a complete, empty log. */
+int sampler_open_profile(struct sampler *s);
+/* Stop-time percentile in microseconds (q in [0,1]). */
+double sampler_stop_percentile(const struct sampler *s, double q);
+/* Name sink handed to decoders: forwards to the profile. */
+void sampler_vm_name(void *arg, uint64_t id, const char *name);
+void sampler_free(struct sampler *s);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * snapshot.c - the copy taken while a thread is stopped.
+ *
+ * Cost model: one PTRACE_GETREGS, one process_vm_readv of the live stack,
+ * and the decoder's few reads. The stack copy stops at the end of the
+ * mapping that holds SP, so it never faults half-way on a guard page;
+ * a stack deeper than stack_cap is copied in part and the unwinder reads
+ * the rest live.
+ */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+
+int snapshot_init(struct snapshot *sn, size_t stack_cap)
+{
+    memset(sn, 0, sizeof(*sn));
+    sn->stack = malloc(stack_cap);
+    if (!sn->stack)
+        return -1;
+    sn->stack_cap = stack_cap;
+    return 0;
+}
+
+void snapshot_free(struct snapshot *sn)
+{
+    free(sn->stack);
+    sn->stack = NULL;
+}
+
+int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid,
+                  uint64_t (*stack_end)(void *arg, uint64_t sp), void *arg,
+                  struct vm_decoder *dec)
+{
+    sn->tid = tid;
+    sn->stack_len = 0;
+    sn->n_vm = 0;
+    if (ptrace(PTRACE_GETREGS, tid, 0, &sn->regs) < 0)
+        return -1;
+
+    uint64_t sp = sn->regs.rsp;
+    sn->stack_lo = sp;
+    uint64_t hi = stack_end ? stack_end(arg, sp) : 0;
+    if (hi > sp) {
+        size_t want = hi - sp;
+        if (want > sn->stack_cap)
+            want = sn->stack_cap;
+        ssize_t n = remote_read_upto(mem, sp, sn->stack, want);
+        if (n > 0)
+            sn->stack_len = (size_t)n;
+    }
+
+    if (dec) {
+        int n = dec->ops->capture(dec, tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
+        if (n < 0)
+            dec->stat_capture_fail++;
+        sn->n_vm = n;
+    }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * snapshot.h - what is copied from a thread while it is stopped.
+ *
+ * The thread is stopped only for snapshot_take(): registers, the live
+ * part of its native stack (SP up to the end of the stack mapping, one
+ * process_vm_readv) and its VM frames (through the decoder). Unwinding
+ * and everything after it run on the copy, after the thread runs again.
+ * Buffers are allocated once; nothing is allocated per sample.
+ */
+#ifndef VMPROF_SNAPSHOT_H
+#define VMPROF_SNAPSHOT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "frames.h"
+#include "remote_mem.h"
+#include "vm_decoder.h"
+
+#define SNAPSHOT_STACK_DEFAULT (512 * 1024)
+
+struct snapshot {
+    pid_t tid;
+    struct user_regs_struct regs;
+    uint64_t stack_lo;          /* address of stack[0] (the SP) */
+    size_t stack_len;           /* bytes copied */
+    uint8_t *stack;
+    size_t stack_cap;
+    struct vm_frame vm[MAX_VM_FRAMES];
+    int n_vm;                   /* -1: VM state unreadable, 0: none */
+};
+
+int snapshot_init(struct snapshot *sn, size_t stack_cap);
+void snapshot_free(struct snapshot *sn);
+
+/* Copy registers, stack [sp, stack_hi) (capped), and VM frames (dec may
+ * be NULL). Returns 0, or -1 when the registers cannot be read (thread
+ * gone). A stack that cannot be read leaves stack_len 0: unwinding then
+ * reads live memory. */
+int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid,
+                  uint64_t (*stack_end)(void *arg, uint64_t sp), void *arg,
+                  struct vm_decoder *dec);
+
+#endif

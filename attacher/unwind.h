@@ -1,0 +1,45 @@
+/*
+ * unwind.h - native stacks from snapshots, with libunwind's remote API.
+ *
+ * "Post mortem" unwinding in the manner of perf: libunwind does the DWARF
+ * CFI work; we own every accessor. Memory comes from the snapshot's stack
+ * copy, from the mapped object files (unwind tables, code), and only as a
+ * last resort from the live process. Unwind tables are located once per
+ * object (.eh_frame_hdr) and searched with libunwind's
+ * dwarf_search_unwind_table; register-save rules are cached by IP
+ * (UNW_CACHE_GLOBAL) in the one address space we keep per target.
+ */
+#ifndef VMPROF_UNWIND_H
+#define VMPROF_UNWIND_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "frames.h"
+#include "remote_mem.h"
+#include "snapshot.h"
+#include "symbols.h"
+
+struct unwinder;
+
+struct unwind_stats {
+    uint64_t samples;           /* unwinds run */
+    uint64_t frames;            /* frames produced */
+    uint64_t failures;          /* unwinds that stopped on an error (not at the outermost frame) */
+    uint64_t live_reads;        /* words read from the live process */
+    uint64_t objects;           /* object files opened */
+};
+
+/* root: where object paths are opened, normally "/proc/PID/root". */
+struct unwinder *unwinder_new(struct remote_mem *mem, const char *root);
+/* Give (or replace) the target's mappings; the unwinder keeps a pointer,
+ * which must stay valid until the next call. Flushes cached rules. */
+int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps);
+/* Unwind one snapshot into out[0..max), innermost first. Returns the
+ * number of frames (>= 1 when the IP is known). */
+int unwinder_run(struct unwinder *u, const struct snapshot *sn,
+                 struct native_frame *out, int max);
+const struct unwind_stats *unwinder_stats(const struct unwinder *u);
+void unwinder_free(struct unwinder *u);
+
+#endif

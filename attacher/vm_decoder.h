@@ -1,0 +1,58 @@
+/*
+ * vm_decoder.h - the seam between the sampler and the ways a VM exposes
+ * its frames (the "one backend behind one interface" of Redis' ae_*.c).
+ *
+ * Backends:
+ *   vm_shadow.c   the C API: frame records pushed on the native stack by
+ *                 the VM (after RPython's rvmprof), found through the
+ *                 registry's thread table
+ *   vm_cpython.c  CPython's own frame chain, walked remotely with the
+ *                 layout of the running version (cpython_layout.c)
+ *
+ * Protocol, per sample: capture() runs while the thread is stopped and
+ * must be short; it reads only through remote_mem (untrusted bytes,
+ * bounded walks) and fills vm_frame[] innermost first. A decoder learns
+ * names while the thread is stopped (the code objects are alive then) and
+ * reports each new id once through the name sink, before the id appears
+ * in any stack it returns.
+ */
+#ifndef VMPROF_VM_DECODER_H
+#define VMPROF_VM_DECODER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "frames.h"
+#include "remote_mem.h"
+
+/* Called once per new id with its "lang:name:line:file" (already escaped). */
+typedef void (*vm_name_sink)(void *arg, uint64_t id, const char *name);
+
+struct vm_decoder;
+
+struct vm_decoder_ops {
+    const char *kind;           /* "cpython", "shadow" */
+    /* Frames of thread tid, innermost first; returns the count (0..max),
+     * or -1 when the thread's VM state could not be read (the sample
+     * keeps its native frames). */
+    int (*capture)(struct vm_decoder *d, pid_t tid,
+                   const struct user_regs_struct *regs,
+                   struct vm_frame *out, int max);
+    /* 1 when ip belongs to the interpreter itself (hidden by --native=ext) */
+    int (*is_interpreter_ip)(struct vm_decoder *d, uint64_t ip);
+    void (*thread_gone)(struct vm_decoder *d, pid_t tid);
+    void (*destroy)(struct vm_decoder *d);
+};
+
+struct vm_decoder {
+    const struct vm_decoder_ops *ops;
+    const char *interp_name;    /* HEADER interpreter name: "cpython", a VM's own */
+    struct remote_mem *mem;
+    vm_name_sink sink;
+    void *sink_arg;
+    int want_lines;             /* --lines: fill vm_frame.line */
+    uint64_t stat_capture_fail; /* captures that returned -1 */
+};
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * perfmap.c - parser and lookup for perf map files (/tmp/perf-PID.map).
+ *
+ * A JIT writes one line per code region: "START SIZE NAME", START and SIZE
+ * in hex (with or without 0x), NAME the rest of the line (it may contain
+ * spaces). The file is written by the target, so it is untrusted: lines
+ * that do not parse, have SIZE 0, an empty name, or whose region would wrap
+ * past 2^64 are skipped.
+ * Invariants of a parsed table: sorted by start; for equal starts only the
+ * line that came last in the file is kept (a JIT that reuses an address
+ * appends the new owner); every name is a NUL-terminated heap string.
+ */
+#include "symbols.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How far back a lookup walks past entries that end before addr, looking
+ * for an older, longer region that still contains it (regions overlap when
+ * a JIT reuses memory). Bounded so a hostile file cannot make it O(n). */
+#define PERFMAP_BACKSCAN 64
+
+struct pm_tmp { struct sym_perfmap_entry e; size_t seq; };
+
+static int hexdig(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int parse_hex(const char **pp, const char *end, uint64_t *v)
+{
+    const char *p = *pp;
+    uint64_t x = 0;
+    int n = 0, d;
+    if (end - p >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) p += 2;
+    while (p < end && (d = hexdig(*p)) >= 0) {
+        if (++n > 16) return -1;
+        x = (x << 4) | (uint64_t)d;
+        p++;
+    }
+    if (n == 0) return -1;
+    *pp = p;
+    *v = x;
+    return 0;
+}
+
+static int skip_blanks(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p == *pp) return -1;
+    *pp = p;
+    return 0;
+}
+
+/* 1 = parsed, 0 = bad line, -1 = out of memory. */
+static int parse_line(const char *p, const char *end, struct sym_perfmap_entry *e)
+{
+    while (end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
+    if (parse_hex(&p, end, &e->start) || skip_blanks(&p, end) ||
+        parse_hex(&p, end, &e->size) || skip_blanks(&p, end))
+        return 0;
+    if (e->size == 0 || e->start + e->size < e->start || p >= end)
+        return 0;
+    if (memchr(p, '\0', (size_t)(end - p)))
+        return 0;
+    e->name = strndup(p, (size_t)(end - p));
+    return e->name ? 1 : -1;
+}
+
+static int cmp_tmp(const void *a, const void *b)
+{
+    const struct pm_tmp *x = a, *y = b;
+    if (x->e.start != y->e.start) return x->e.start < y->e.start ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sort tmp[0..n) into pm, keeping the last line for each start. */
+static int finish(struct sym_perfmap *pm, struct pm_tmp *tmp, size_t n)
+{
+    size_t w = 0;
+    if (n > 1) qsort(tmp, n, sizeof *tmp, cmp_tmp);
+    pm->v = malloc((n ? n : 1) * sizeof *pm->v);
+    if (!pm->v) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && tmp[i + 1].e.start == tmp[i].e.start) {
+            free(tmp[i].e.name);         /* superseded by a later line */
+            continue;
+        }
+        pm->v[w++] = tmp[i].e;
+    }
+    pm->n = w;
+    return 0;
+}
+
+int sym_perfmap_parse(struct sym_perfmap *pm, const char *text, size_t len)
+{
+    struct pm_tmp *tmp = NULL;
+    size_t n = 0, cap = 0;
+    const char *p = text, *end = text + len;
+    pm->v = NULL;
+    pm->n = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        struct sym_perfmap_entry e;
+        int rc = parse_line(p, le, &e);
+        p = nl ? nl + 1 : end;
+        if (rc == 0) continue;
+        if (rc < 0) goto nomem;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct pm_tmp *nt = realloc(tmp, ncap * sizeof *nt);
+            if (!nt) { free(e.name); goto nomem; }
+            tmp = nt;
+            cap = ncap;
+        }
+        tmp[n].e = e;
+        tmp[n].seq = n;
+        n++;
+    }
+    if (finish(pm, tmp, n) < 0) goto nomem;
+    free(tmp);
+    return 0;
+nomem:
+    for (size_t i = 0; i < n; i++) free(tmp[i].e.name);
+    free(tmp);
+    pm->v = NULL;
+    pm->n = 0;
+    errno = ENOMEM;
+    return -1;
+}
+
+const struct sym_perfmap_entry *sym_perfmap_find(const struct sym_perfmap *pm, uint64_t addr)
+{
+    size_t lo = 0, hi = pm->n;
+    while (lo < hi) {                    /* first entry with start > addr */
+        size_t mid = lo + (hi - lo) / 2;
+        if (pm->v[mid].start <= addr) lo = mid + 1;
+        else hi = mid;
+    }
+    for (size_t k = 0; lo > 0 && k < PERFMAP_BACKSCAN; k++, lo--) {
+        const struct sym_perfmap_entry *e = &pm->v[lo - 1];
+        if (addr - e->start < e->size)
+            return e;
+    }
+    return NULL;
+}
+
+void sym_perfmap_free(struct sym_perfmap *pm)
+{
+    for (size_t i = 0; i < pm->n; i++)
+        free(pm->v[i].name);
+    free(pm->v);
+    pm->v = NULL;
+    pm->n = 0;
+}

@@ -1,0 +1,244 @@
+/*
+ * cpython_probe.c - test tool: stop each thread of a CPython process,
+ * decode its Python frames with vm_cpython, print them, resume it.
+ *
+ *   cpython_probe PID RUNTIME_ADDR VERSION_HEX [--lines] [--count N]
+ *                 [--interval-ms MS] [--ids] [--stats]
+ *
+ * Output, one line per frame, innermost first, fields separated by tabs
+ * (names never hold a tab: vmprof_escape_name turns control characters
+ * into '?'):
+ *   TID  ANCHOR(hex)  NAME  LINE  [ID(hex) with --ids]
+ * then "#end TID N" after each thread's frames (N = count, or -1 when the
+ * capture failed). With --stats, a last line
+ *   #stats captures=.. frames=.. fails=.. reads_per_capture=..
+ *          us_per_capture_p50=.. us_per_capture_max=.. rescans=.. names=..
+ * Exit 0 when every capture that ran succeeded, 1 otherwise, 2 on usage.
+ *
+ * Threads are attached with PTRACE_SEIZE and stopped with PTRACE_INTERRUPT
+ * one at a time; a signal that arrives meanwhile is passed on. Threads
+ * that exit are dropped. Everything is detached before exit.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "remote_mem.h"
+#include "vm_cpython.h"
+
+#define MAX_THREADS 256
+
+struct name {
+    uint64_t id;
+    char *text;
+};
+
+static struct name *names;
+static size_t n_names, cap_names;
+
+static void sink(void *arg, uint64_t id, const char *name)
+{
+    (void)arg;
+    for (size_t i = 0; i < n_names; i++) {
+        if (names[i].id == id) {
+            fprintf(stderr, "cpython_probe: id 0x%" PRIx64 " named twice\n", id);
+            exit(1);
+        }
+    }
+    if (n_names == cap_names) {
+        cap_names = cap_names ? cap_names * 2 : 256;
+        names = realloc(names, cap_names * sizeof *names);
+        if (names == NULL)
+            exit(1);
+    }
+    names[n_names].id = id;
+    names[n_names].text = strdup(name);
+    n_names++;
+}
+
+static const char *name_of(uint64_t id)
+{
+    for (size_t i = n_names; i-- > 0;)
+        if (names[i].id == id)
+            return names[i].text;
+    return NULL;
+}
+
+static int list_threads(pid_t pid, pid_t *tids, int max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        long t = strtol(e->d_name, NULL, 10);
+        if (t > 0)
+            tids[n++] = (pid_t)t;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Stop tid with PTRACE_INTERRUPT; 0 when stopped in the interrupt trap,
+ * -1 when the thread is gone. Signal stops on the way are passed on. */
+static int stop_thread(pid_t tid)
+{
+    if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
+        return -1;
+    for (;;) {
+        int st;
+        if (waitpid(tid, &st, __WALL) < 0)
+            return -1;
+        if (!WIFSTOPPED(st))
+            return -1;
+        if ((st >> 16) == PTRACE_EVENT_STOP)
+            return 0;
+        if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)WSTOPSIG(st)) < 0)
+            return -1;
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+int main(int argc, char **argv)
+{
+    int lines = 0, count = 1, interval_ms = 0, ids = 0, stats = 0;
+    if (argc < 4) {
+        fprintf(stderr, "usage: cpython_probe PID RUNTIME_ADDR VERSION_HEX "
+                "[--lines] [--count N] [--interval-ms MS] [--ids] [--stats]\n");
+        return 2;
+    }
+    pid_t pid = (pid_t)strtol(argv[1], NULL, 10);
+    struct cpython_target t = {
+        .runtime_addr = strtoull(argv[2], NULL, 0),
+        .version_hex = (uint32_t)strtoul(argv[3], NULL, 0),
+    };
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--lines"))
+            lines = 1;
+        else if (!strcmp(argv[i], "--ids"))
+            ids = 1;
+        else if (!strcmp(argv[i], "--stats"))
+            stats = 1;
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc)
+            count = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
+            interval_ms = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "cpython_probe: bad argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+
+    struct remote_mem mem;
+    remote_mem_init(&mem, pid);
+    char err[256] = "";
+    struct vm_decoder *d = vm_cpython_create(&t, &mem, sink, NULL, lines,
+                                             err, sizeof err);
+    if (d == NULL) {
+        fprintf(stderr, "cpython_probe: %s\n", err);
+        return 1;
+    }
+
+    pid_t tids[MAX_THREADS];
+    int nt = list_threads(pid, tids, MAX_THREADS);
+    if (nt <= 0) {
+        fprintf(stderr, "cpython_probe: no threads for pid %d\n", (int)pid);
+        return 1;
+    }
+    for (int i = 0; i < nt; i++) {
+        if (ptrace(PTRACE_SEIZE, tids[i], 0, 0) < 0) {
+            fprintf(stderr, "cpython_probe: seize %d: %s\n", (int)tids[i],
+                    strerror(errno));
+            tids[i--] = tids[--nt];
+        }
+    }
+
+    static struct vm_frame frames[MAX_VM_FRAMES];
+    uint64_t *cost = calloc((size_t)count * MAX_THREADS + 1, sizeof *cost);
+    uint64_t ncost = 0, nframes = 0, fails = 0, reads0 = mem.reads;
+    int rc = 0;
+    for (int it = 0; it < count && nt > 0; it++) {
+        for (int i = 0; i < nt; i++) {
+            pid_t tid = tids[i];
+            struct user_regs_struct regs;
+            if (stop_thread(tid) < 0 ||
+                ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0) {
+                d->ops->thread_gone(d, tid);
+                tids[i--] = tids[--nt];
+                continue;
+            }
+            double t0 = now_us();
+            int n = d->ops->capture(d, tid, &regs, frames, MAX_VM_FRAMES);
+            cost[ncost++] = (uint64_t)((now_us() - t0) * 1000);
+            ptrace(PTRACE_CONT, tid, 0, 0);
+            for (int k = 0; k < n; k++) {
+                const char *nm = name_of(frames[k].id);
+                if (nm == NULL) {
+                    fprintf(stderr, "cpython_probe: id 0x%" PRIx64
+                            " returned before it was named\n", frames[k].id);
+                    rc = 1;
+                    nm = "?";
+                }
+                printf("%d\t0x%" PRIx64 "\t%s\t%d", (int)tid, frames[k].anchor,
+                       nm, frames[k].line);
+                if (ids)
+                    printf("\t0x%" PRIx64, frames[k].id);
+                printf("\n");
+            }
+            printf("#end %d %d\n", (int)tid, n);
+            if (n < 0) {
+                fails++;
+                rc = 1;
+            } else {
+                nframes += (uint64_t)n;
+            }
+        }
+        fflush(stdout);
+        if (interval_ms > 0 && it + 1 < count)
+            usleep((useconds_t)interval_ms * 1000);
+    }
+    for (int i = 0; i < nt; i++) {
+        if (stop_thread(tids[i]) == 0)
+            ptrace(PTRACE_DETACH, tids[i], 0, 0);
+    }
+    if (stats && ncost > 0) {
+        struct vm_cpython_stats st;
+        vm_cpython_get_stats(d, &st);
+        qsort(cost, ncost, sizeof *cost, cmp_u64);
+        printf("#stats captures=%" PRIu64 " frames=%" PRIu64 " fails=%" PRIu64
+               " reads_per_capture=%.2f us_per_capture_p50=%.1f"
+               " us_per_capture_max=%.1f rescans=%" PRIu64 " names=%" PRIu64
+               " identity_changes=%" PRIu64 " hidden_changes=%" PRIu64 "\n",
+               ncost, nframes, fails, (double)(mem.reads - reads0) / ncost,
+               cost[ncost / 2] / 1000.0, cost[ncost - 1] / 1000.0,
+               st.rescans, st.names, st.identity_changes, st.hidden_changes);
+    }
+    free(cost);
+    d->ops->destroy(d);
+    return rc;
+}

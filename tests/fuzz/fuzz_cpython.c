@@ -1,0 +1,219 @@
+/*
+ * fuzz_cpython.c - libFuzzer harness for the CPython frame decoder
+ * (vm_cpython + cpython_layout + cpython_lines) over a fuzzed memory image.
+ *
+ * Input: an 12-byte header, then the image, mapped at IMAGE_BASE where
+ * _PyRuntime is said to live:
+ *   [0] version: 3.11, 3.12 (static tables), 3.13, 3.14 (debug offsets)
+ *   [1] flags: 1 lines, 2 reads outside the image wrap into it (else they
+ *       fail), 4 no registers, 8 keep the image's own debug-offset table
+ *       (else a real one from Debian's 3.13.5 / 3.14.8 is written over it)
+ *   [2..5] thread id, [6..9] offset of the stack pointer in the image,
+ *   [10] number of captures (1..4), [11] unused
+ * Checked on every capture: the decoder stays inside its buffers (ASan),
+ * every id returned is even, in [2, 2^63) and was named before; names are
+ * valid UTF-8 "py:" names with exactly three ':'; anchors never decrease
+ * from inner to outer frames, except trailing zeros.
+ *
+ * Build: clang -g -O1 -fsanitize=fuzzer,address -D_GNU_SOURCE -Iattacher
+ *   tests/fuzz/fuzz_cpython.c attacher/vm_cpython.c attacher/cpython_layout.c
+ *   attacher/cpython_lines.c attacher/remote_mem.c attacher/vmprof_writer.c
+ * With -DFUZZ_CPYTHON_MAIN (and without -fsanitize=fuzzer) it is a plain
+ * program that runs the files named and prints the names and frames.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/user.h>
+
+#include "frames.h"
+#include "vm_cpython.h"
+#include "vmprof_writer.h"
+
+#define IMAGE_BASE 0x10000000ull
+#define HDR 12
+
+struct image {
+    const uint8_t *data;
+    size_t len;
+    int wrap;
+};
+
+static int image_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+    const struct image *im = ctx;
+    if (im->len == 0)
+        return -1;
+    if (!im->wrap) {
+        if (addr < IMAGE_BASE || addr - IMAGE_BASE > im->len ||
+            im->len - (addr - IMAGE_BASE) < len)
+            return -1;
+        memcpy(buf, im->data + (addr - IMAGE_BASE), len);
+        return 0;
+    }
+    uint8_t *o = buf;
+    uint64_t off = (addr - IMAGE_BASE) % im->len;
+    for (size_t i = 0; i < len; i++) {
+        o[i] = im->data[off];
+        off = off + 1 == im->len ? 0 : off + 1;
+    }
+    return 0;
+}
+
+/* Debug-offset tables of Debian's CPython 3.13.5 and 3.14.8, as found at
+ * the start of their _PyRuntime, from word 3 on. */
+static const uint64_t dbg313[] = {
+    283376, 608, 632, 194976, 7272, 7264, 7344, 7400,
+    7656, 7640, 7648, 16, 7752, 0, 7768, 7760,
+    304, 0, 8, 16, 72, 152, 160, 232,
+    32, 80, 8, 0, 56, 72, 70, 208,
+    112, 120, 128, 136, 68, 52, 96, 104,
+    200, 16, 8, 416, 24, 88, 168, 32,
+    24, 16, 40, 24, 16, 48, 32, 40,
+    24, 16, 32, 16, 24, 40, 16, 32,
+    64, 32, 16, 40, 240, 200,
+};
+static const uint64_t dbg314[] = {
+    316616, 784, 808, 225864, 7280, 7272, 7344, 7360,
+    7408, 7688, 7672, 7680, 16, 7784, 0, 7800,
+    7792, 7992, 0, 832, 0, 8, 16, 72,
+    152, 160, 232, 32, 88, 8, 0, 56,
+    80, 74, 64, 0, 216, 112, 120, 128,
+    136, 68, 52, 96, 104, 208, 0, 16,
+    8, 416, 24, 88, 168, 40, 32, 16,
+    40, 24, 16, 200, 24, 40, 32, 48,
+    32, 40, 24, 16, 32, 16, 24, 40,
+    16, 32, 64, 32, 16, 40, 264, 192,
+    160, 24, 72, 67, 0, 8, 24, 304,
+    8076, 0, 4, 512,
+};
+
+#define MAX_IDS 4096
+static uint64_t named[MAX_IDS];
+static size_t n_named;
+
+static void sink(void *arg, uint64_t id, const char *name)
+{
+    (void)arg;
+#ifdef FUZZ_CPYTHON_MAIN
+    printf("name %#llx %s\n", (unsigned long long)id, name);
+#endif
+    size_t len = strlen(name), colons = 0;
+    if (strncmp(name, "py:", 3) != 0 || !vmprof_utf8_valid(name, len))
+        abort();
+    for (size_t i = 0; i < len; i++)
+        colons += name[i] == ':';
+    if (colons != 3)
+        abort();
+    for (size_t i = 0; i < n_named; i++)
+        if (named[i] == id)
+            abort();                /* one id, one name */
+    if (n_named < MAX_IDS)
+        named[n_named++] = id;
+}
+
+static int was_named(uint64_t id)
+{
+    for (size_t i = 0; i < n_named; i++)
+        if (named[i] == id)
+            return 1;
+    return n_named >= MAX_IDS;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const uint32_t versions[] = { 0x030b02f0, 0x030c01f0, 0x030d05f0,
+                                         0x030e08f0 };
+    static uint8_t img[1 << 20];
+    static struct vm_frame out[MAX_VM_FRAMES];
+    if (size < HDR || size - HDR > sizeof img)
+        return 0;
+    uint32_t version = versions[data[0] & 3];
+    uint8_t flags = data[1];
+    pid_t tid = (pid_t)(le32(data + 2) & 0x7fffffff);
+    size_t n = size - HDR;
+    memcpy(img, data + HDR, n);
+    if (!(flags & 8) && (data[0] & 3) >= 2) {
+        const uint64_t *t = (data[0] & 3) == 2 ? dbg313 : dbg314;
+        size_t words = (data[0] & 3) == 2 ? sizeof dbg313 / 8 : sizeof dbg314 / 8;
+        uint64_t head[3];
+        memcpy(head, "xdebugpy", 8);
+        head[1] = version;
+        head[2] = 0;
+        size_t need = sizeof head + words * 8;
+        if (n < need)
+            n = need;
+        memcpy(img, head, sizeof head);
+        memcpy(img + sizeof head, t, words * 8);
+    }
+    struct image im = { img, n, (flags & 2) != 0 };
+    struct cpython_target target = { .runtime_addr = IMAGE_BASE,
+                                     .version_hex = version };
+    char err[256];
+    n_named = 0;
+    struct vm_decoder *d = vm_cpython_create_with_reader(&target, image_read, &im,
+                                                         sink, NULL, flags & 1,
+                                                         err, sizeof err);
+    if (d == NULL)
+        return 0;
+    struct user_regs_struct regs;
+    memset(&regs, 0, sizeof regs);
+    regs.rsp = IMAGE_BASE + le32(data + 6) % (n + 1);
+    int captures = 1 + (data[10] & 3);
+    for (int k = 0; k < captures; k++) {
+        int r = d->ops->capture(d, tid, (flags & 4) ? NULL : &regs, out,
+                                MAX_VM_FRAMES);
+        if (r < -1 || r > MAX_VM_FRAMES)
+            abort();
+        uint64_t last = 0;
+        for (int i = 0; i < r; i++) {
+            if (out[i].id == 0 || (out[i].id & 1) || out[i].id >= (1ull << 63) ||
+                !was_named(out[i].id))
+                abort();
+            if (out[i].anchor != 0) {
+                if (out[i].anchor < last)
+                    abort();
+                last = out[i].anchor;
+            }
+        }
+#ifdef FUZZ_CPYTHON_MAIN
+        for (int i = 0; i < r; i++)
+            printf("frame %d id=%#llx anchor=%#llx line=%d\n", i,
+                   (unsigned long long)out[i].id,
+                   (unsigned long long)out[i].anchor, out[i].line);
+        printf("capture %d: %d\n", k, r);
+#endif
+        if (k == 1)
+            d->ops->thread_gone(d, tid);
+    }
+    (void)d->ops->is_interpreter_ip(d, IMAGE_BASE);
+    d->ops->destroy(d);
+    return 0;
+}
+
+#ifdef FUZZ_CPYTHON_MAIN
+/* Without libFuzzer: run each file named and print what was decoded. */
+int main(int argc, char **argv)
+{
+    static uint8_t buf[(1 << 20) + HDR];
+    for (int i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        if (f == NULL)
+            return 1;
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        printf("== %s\n", argv[i]);
+        LLVMFuzzerTestOneInput(buf, n);
+    }
+    return 0;
+}
+#endif

@@ -1,0 +1,125 @@
+"""Shared helpers for the integration tests: where the built programs are,
+starting targets, running vmprof-attach, and reading logs with vmprof's own
+reader (PyPI) so that compatibility is checked on every test."""
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+ATTACH = os.environ.get("VMPROF_ATTACH", "")
+REPORT = os.environ.get("VMPROF_REPORT", "")
+SHIM = os.environ.get("VMPROF_SHIM", "")
+TARGETS = os.environ.get("VMPROF_TARGETS", "")
+SRC = os.environ.get("VMPROF_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def target(name):
+    return os.path.join(TARGETS, name)
+
+
+class Target:
+    """A target process started by a test; killed at the end if still alive."""
+
+    def __init__(self, argv, env=None, ready="ready"):
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+        self.pid = self.p.pid
+        if ready:
+            line = self.p.stdout.readline()
+            assert line.startswith(ready), f"target did not start: {line!r}"
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def wait(self, timeout):
+        return self.p.wait(timeout=timeout)
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait()
+
+
+@pytest.fixture
+def targets():
+    started = []
+
+    def start(argv, **kw):
+        t = Target(argv, **kw)
+        started.append(t)
+        return t
+
+    yield start
+    # Reverse order: a tracer started after its tracee must go first, or
+    # the tracee's exit is never reported to us (its tracer reaps first).
+    for t in reversed(started):
+        t.kill()
+
+
+def attach(args, timeout=60, **kw):
+    """Run vmprof-attach with args; returns the CompletedProcess."""
+    return subprocess.run([ATTACH] + args, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def thread_states(pid):
+    """State letter of every thread of pid ('t' = stopped by a tracer)."""
+    states = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return states
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            states[int(tid)] = stat[stat.rindex(")") + 2]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return states
+
+
+def tracer_pid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return -1
+
+
+def read_vmprof(path):
+    """Read a log with vmprof's own reader; returns (stats, samples) where
+    samples is a list of (full names "lang:name:line:file", outermost
+    first; thread id). Unknown ids appear as hex."""
+    import vmprof
+    stats = vmprof.read_profile(path)
+    names = stats.adr_dict
+    samples = []
+    for trace, _count, tid, _mem in stats.profiles:
+        out = []
+        for addr in trace:
+            key = int(addr)
+            out.append(names.get(key, hex(key)))
+        samples.append((out, tid))
+    return stats, samples
+
+
+def func_name(entry):
+    """'n:split_hot:12:file.c' or 'py:f:3:x.py' -> 'split_hot' / 'f'."""
+    parts = str(entry).split(":")
+    return parts[1] if len(parts) >= 4 else str(entry)
+
+
+def share(samples, name):
+    """Fraction of samples whose stack contains function `name`."""
+    if not samples:
+        return 0.0
+    hit = sum(1 for names, _ in samples if any(func_name(n) == name for n in names))
+    return hit / len(samples)
+
+
+def leaf_counts(samples):
+    return Counter(func_name(names[-1]) for names, _ in samples if names)

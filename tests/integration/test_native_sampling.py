@@ -1,0 +1,133 @@
+"""Sampling a native multithreaded process: the CPU split between functions
+is found within tolerance, read by vmprof's reader (PyPI) and by ours."""
+import os
+import re
+import subprocess
+
+from conftest import REPORT, attach, read_vmprof, share, target, func_name
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def profile_split(tmp_path, targets, extra=(), hot=75, threads=2, seconds=3):
+    t = targets([target("cpu_split"), str(seconds + 5), str(threads), str(hot)])
+    out = tmp_path / "split.prof"
+    cpu0 = cpu_seconds(t.pid)
+    r = attach(["-p", str(t.pid), "-o", str(out), "-d", str(seconds), "--stats"] + list(extra))
+    r.target_cpu = cpu_seconds(t.pid) - cpu0
+    assert r.returncode == 0, r.stderr
+    assert t.alive(), "the target must run on after the profiler detaches"
+    r.target_pid = t.pid
+    return out, r
+
+
+def test_cpu_split_found_by_vmprof_reader(tmp_path, targets):
+    out, r = profile_split(tmp_path, targets)
+    stats, samples = read_vmprof(str(out))
+    # --mode cpu: one sample per 4 ms of CPU time the target used
+    expected = r.target_cpu / 0.004
+    assert abs(len(samples) - expected) < 0.1 * expected + 10, (len(samples), expected)
+    worker = [s for s in samples if any(func_name(n) == "worker" for n in s[0])]
+    assert len(worker) > 0.9 * len(samples)
+    hot = share(worker, "split_hot")
+    cold = share(worker, "split_cold")
+    assert abs(hot - 0.75) < 0.06, (hot, cold)
+    assert abs(cold - 0.25) < 0.06, (hot, cold)
+    # samples carry the OS thread ids of both workers
+    tids = {tid for _, tid in worker}
+    assert len(tids) == 2
+    assert tids <= {int(t) for t in os.listdir(f"/proc/{r.target_pid}/task")}
+    # frames are ordered outermost first by the reader: worker calls split_*
+    for names, _ in worker[:50]:
+        fn = [func_name(n) for n in names]
+        if "split_hot" in fn:
+            assert fn.index("worker") < fn.index("split_hot") < fn.index("spin_cpu")
+
+
+def test_cpu_split_other_ratio_and_meta(tmp_path, targets):
+    out, r = profile_split(tmp_path, targets, hot=40, threads=1)
+    stats, samples = read_vmprof(str(out))
+    assert abs(share(samples, "split_hot") - 0.40) < 0.07
+    assert stats.meta["os"] == "linux" and stats.meta["bits"] == "64"
+    assert stats.meta["pid"].isdigit()
+    assert "cpu_split" in stats.meta["command"]
+    assert stats.meta["attacher"].startswith("vmprof-attach")
+
+
+def test_native_symbols_name_functions_with_files_and_lines(tmp_path, targets):
+    out, _ = profile_split(tmp_path, targets, threads=1, seconds=1)
+    stats, samples = read_vmprof(str(out))
+    names = {n for s, _ in samples for n in s}
+    hot = [n for n in names if func_name(n) == "split_hot"]
+    assert hot, names
+    lang, fn, line, path = hot[0].split(":")
+    assert lang == "n" and path.endswith("cpu_split.c") and int(line) > 0
+    # the line is the one where split_hot is defined in the source
+    src = open(os.path.join(os.environ["VMPROF_SRC"], "tests/targets/cpu_split.c")).read().splitlines()
+    assert "split_hot" in src[int(line) - 1] or "split_hot" in src[int(line) - 2]
+
+
+def test_stats_line_is_key_value(tmp_path, targets):
+    _, r = profile_split(tmp_path, targets, threads=1, seconds=1)
+    stats_lines = [l for l in r.stderr.splitlines() if "stats:" in l]
+    assert len(stats_lines) == 1
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", stats_lines[0]))
+    for key in ("ticks", "samples", "missed_ticks", "stop_us_p50", "stop_us_p99",
+                "stop_us_max", "unwind_failures"):
+        assert key in kv, key
+    assert float(kv["stop_us_p50"]) <= float(kv["stop_us_p99"]) <= float(kv["stop_us_max"]) + 1
+    assert int(kv["samples"]) > 100
+
+
+def test_vmprof_show_and_our_report_read_it(tmp_path, targets, ):
+    out, _ = profile_split(tmp_path, targets, threads=1, seconds=1)
+    import sys
+    r = subprocess.run([sys.executable, "-m", "vmprof.show", str(out), "tree"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "split_hot" in r.stdout
+    r = subprocess.run([REPORT, str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "split_hot" in r.stdout and "split_cold" in r.stdout
+
+
+def test_wall_mode_samples_idle_threads(tmp_path, targets):
+    # 1 busy thread plus the main thread blocked in pthread_join
+    out, _ = profile_split(tmp_path, targets, extra=["--mode", "wall"], threads=1, seconds=2)
+    stats, samples = read_vmprof(str(out))
+    tids = {}
+    for _, tid in samples:
+        tids[tid] = tids.get(tid, 0) + 1
+    assert len(tids) == 2
+    counts = sorted(tids.values())
+    # both threads get a sample every tick
+    assert counts[0] > 0.8 * counts[1]
+    assert header_mode(out) & 0x10      # REAL_TIME flag
+
+
+def header_mode(path):
+    data = open(path, "rb").read(48)
+    assert data[40] == 0x05 and int.from_bytes(data[41:43], "big") == 6
+    return data[43]
+
+
+def test_spawn_mode_profiles_until_exit(tmp_path):
+    out = tmp_path / "spawn.prof"
+    r = attach(["-o", str(out), "--", target("cpu_split"), "1.5", "1"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    stats, samples = read_vmprof(str(out))
+    assert len(samples) > 200
+    assert abs(share(samples, "split_hot") - 0.75) < 0.08
+
+
+def test_spawn_mode_reflects_command_failure(tmp_path):
+    out = tmp_path / "false.prof"
+    r = attach(["-o", str(out), "--", "sh", "-c", "exit 3"], timeout=60)
+    assert r.returncode == 1
+    assert "status 3" in r.stderr
+    read_vmprof(str(out))      # the log is still complete
