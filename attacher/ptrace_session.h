@@ -25,6 +25,7 @@ enum thread_state {
 
 struct thread {
     pid_t tid;
+    pid_t ns_tid;               /* the tid the target sees (PID namespace), 0 unknown */
     enum thread_state state;
     int schedstat_fd;           /* /proc/PID/task/TID/schedstat, -1 closed */
     uint64_t cpu_ns;            /* CPU time at the last check */

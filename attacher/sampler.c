@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "merge.h"
+#include "vm_select.h"
 
 #ifndef VMPROF_ATTACH_VERSION
 #define VMPROF_ATTACH_VERSION "dev"
@@ -130,6 +131,31 @@ static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
     return (int64_t)strtoull(buf, NULL, 10);
 }
 
+/* The thread id the target itself sees (last NSpid field): differs from
+ * ours when the target runs in its own PID namespace. */
+static pid_t thread_ns_tid(struct sampler *s, struct thread *t)
+{
+    if (t->ns_tid)
+        return t->ns_tid;
+    char path[96], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)s->sess->pid, (int)t->tid);
+    FILE *f = fopen(path, "re");
+    t->ns_tid = t->tid;
+    if (!f)
+        return t->ns_tid;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "NSpid:", 6) == 0) {
+            char *last = strrchr(line, '\t');
+            long v = last ? strtol(last + 1, NULL, 10) : 0;
+            if (v > 0)
+                t->ns_tid = (pid_t)v;
+            break;
+        }
+    }
+    fclose(f);
+    return t->ns_tid;
+}
+
 static int is_interp(void *arg, uint64_t ip)
 {
     struct vm_decoder *d = arg;
@@ -158,11 +184,12 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 /* Stop, snapshot, resume, then build and write the stack `repeat` times. */
 static void sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
+    pid_t vm_tid = s->dec ? thread_ns_tid(s, t) : t->tid;
     uint64_t t0 = now_ns();
     if (session_stop_thread(s->sess, t) != 0)
         return;
     s->snap.tid = t->tid;
-    int ok = snapshot_take(&s->snap, &s->mem, t->tid, stack_end, s, s->dec) == 0;
+    int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s, s->dec) == 0;
     session_resume_thread(s->sess, t);
     record_stop(s, now_ns() - t0);
     if (!ok)
@@ -170,7 +197,15 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (s->maps_stale)
         reload_maps(s);
 
-    int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES);
+    int unknown;
+    int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
+    if (unknown && s->maps_reload_tick != s->ticks) {
+        /* A library loaded since the last read of maps: read them again
+         * (at most once a tick) and unwind this sample again. */
+        s->maps_reload_tick = s->ticks;
+        if (reload_maps(s) == 0)
+            nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
+    }
     s->unwind_calls++;
     struct merge_input in = {
         .nat = s->nat, .n_nat = nn,
@@ -339,8 +374,7 @@ double sampler_stop_percentile(const struct sampler *s, double q)
 
 void sampler_free(struct sampler *s)
 {
-    if (s->dec && s->dec->ops->destroy)
-        s->dec->ops->destroy(s->dec);
+    vm_select_release(s->dec);
     s->dec = NULL;
     unwinder_free(s->uw);
     s->uw = NULL;

@@ -39,6 +39,7 @@ struct sampler {
     struct remote_mem mem;
     struct sym_maps maps;
     int maps_stale;
+    uint64_t maps_reload_tick;  /* tick of the last reload for an unknown IP */
     struct unwinder *uw;
     struct vm_decoder *dec;
     sampler_find_vm find_vm;

@@ -30,7 +30,7 @@ void snapshot_free(struct snapshot *sn)
     sn->stack = NULL;
 }
 
-int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid,
+int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t vm_tid,
                   uint64_t (*stack_end)(void *arg, uint64_t sp), void *arg,
                   struct vm_decoder *dec)
 {
@@ -53,7 +53,7 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid,
     }
 
     if (dec) {
-        int n = dec->ops->capture(dec, tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
+        int n = dec->ops->capture(dec, vm_tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
         if (n < 0)
             dec->stat_capture_fail++;
         sn->n_vm = n;

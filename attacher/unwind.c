@@ -429,10 +429,11 @@ static uint64_t func_start(struct unwinder *u, unw_cursor_t *c, uint64_t ip, int
 }
 
 int unwinder_run(struct unwinder *u, const struct snapshot *sn,
-                 struct native_frame *out, int max)
+                 struct native_frame *out, int max, int *unknown)
 {
     unw_cursor_t c;
     int n = 0;
+    *unknown = 0;
     u->cur = sn;
     u->st.samples++;
     if (max <= 0 || unw_init_remote(&c, u->as, u) < 0) {
@@ -449,6 +450,10 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
         unw_get_reg(&c, UNW_REG_SP, &sp);
         if (ip == 0)
             break;
+        if (!find_map(u, ip)) {
+            *unknown = 1;
+            u->st.unknown_ips++;
+        }
         out[n].ip = ip;
         out[n].sp = sp;
         out[n].cfa = UINT64_MAX;

@@ -28,6 +28,7 @@ struct unwind_stats {
     uint64_t failures;          /* unwinds that stopped on an error (not at the outermost frame) */
     uint64_t live_reads;        /* words read from the live process */
     uint64_t objects;           /* object files opened */
+    uint64_t unknown_ips;       /* frames whose IP no known mapping holds */
 };
 
 /* root: where object paths are opened, normally "/proc/PID/root". */
@@ -36,9 +37,11 @@ struct unwinder *unwinder_new(struct remote_mem *mem, const char *root);
  * which must stay valid until the next call. Flushes cached rules. */
 int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps);
 /* Unwind one snapshot into out[0..max), innermost first. Returns the
- * number of frames (>= 1 when the IP is known). */
+ * number of frames (>= 1 when the IP is known). *unknown is set to 1 when
+ * a frame's IP lies in no known mapping (the maps are stale: reload them
+ * and unwind again). */
 int unwinder_run(struct unwinder *u, const struct snapshot *sn,
-                 struct native_frame *out, int max);
+                 struct native_frame *out, int max, int *unknown);
 const struct unwind_stats *unwinder_stats(const struct unwinder *u);
 void unwinder_free(struct unwinder *u);
 

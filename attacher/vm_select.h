@@ -19,4 +19,7 @@
 struct vm_decoder *vm_select_find(pid_t pid, struct remote_mem *mem, vm_name_sink sink,
                                   void *sink_arg, int want_lines, char *note, size_t notelen);
 
+/* Destroy a decoder from vm_select_find and whatever it reads from. */
+void vm_select_release(struct vm_decoder *d);
+
 #endif
