@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     if (s->prof) {
         struct symbolizer *sym = sym_open(sess.pid, &s->maps, root, NULL);
         uint64_t nsamples = profile_samples(s->prof);
-        if (profile_finish(s->prof, sym, err, sizeof(err)) < 0) {
+        if (profile_finish(s->prof, sym, &s->end_tv, err, sizeof(err)) < 0) {
             die_line(err);
             rc = EXIT_RUNTIME;
         }

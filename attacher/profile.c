@@ -141,7 +141,8 @@ static void native_name(struct symbolizer *sym, uint64_t word, char *out, size_t
     snprintf(out, cap, "n:%s:%d:%s", esc_name, r.file ? r.line : 0, esc_file);
 }
 
-int profile_finish(struct profile *p, struct symbolizer *sym, char *err, size_t errlen)
+int profile_finish(struct profile *p, struct symbolizer *sym, const struct timeval *end,
+                   char *err, size_t errlen)
 {
     char name[2200];
     for (size_t i = 0; i < p->ncap; i++) {
@@ -151,7 +152,7 @@ int profile_finish(struct profile *p, struct symbolizer *sym, char *err, size_t 
         vmw_native_symbol(p->w, p->natives[i], name);
     }
     int e = vmw_error(p->w);
-    int rc = vmw_close(p->w);
+    int rc = end ? vmw_close_at(p->w, end) : vmw_close(p->w);
     if (!e && rc < 0)
         e = errno;
     if (e)

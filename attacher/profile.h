@@ -9,6 +9,7 @@
 #define VMPROF_PROFILE_H
 
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include "symbols.h"
@@ -29,8 +30,10 @@ void profile_vm_name(void *arg, uint64_t id, const char *name);
 /* Append one sample (words as merge_stack made them) `repeat` times. */
 int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat);
 uint64_t profile_samples(const struct profile *p);
-/* Resolve native symbols (sym may be NULL), write the trailer, flush.
- * Returns 0, or -1 with the write error in err. Frees p. */
-int profile_finish(struct profile *p, struct symbolizer *sym, char *err, size_t errlen);
+/* Resolve native symbols (sym may be NULL), write the trailer with the
+ * time sampling ended (NULL: now), flush. Returns 0, or -1 with the write
+ * error in err. Frees p. */
+int profile_finish(struct profile *p, struct symbolizer *sym, const struct timeval *end,
+                   char *err, size_t errlen);
 
 #endif

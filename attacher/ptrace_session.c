@@ -443,6 +443,7 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
         waitpid(child, NULL, __WALL);
         close(go[1]);
         close(fail[0]);
+        session_free(s);
         return -1;
     }
     if (write(go[1], "g", 1) != 1) { /* child gone: its exit is reaped later */ }
@@ -455,6 +456,7 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
     close(fail[0]);
     if (r == (ssize_t)sizeof(child_errno)) {
         waitpid(child, NULL, __WALL);
+        session_free(s);
         snprintf(err, errlen, "cannot run '%s': %s; check the command name and PATH",
                  argv[0], strerror(child_errno));
         return -1;

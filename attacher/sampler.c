@@ -353,6 +353,7 @@ enum stop_reason sampler_run(struct sampler *s)
         tick(s);
     }
     s->elapsed = now_mono() - start;
+    gettimeofday(&s->end_tv, NULL);
     return why;
 }
 

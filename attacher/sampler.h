@@ -12,6 +12,7 @@
 #define VMPROF_SAMPLER_H
 
 #include <stdint.h>
+#include <sys/time.h>
 
 #include "frames.h"
 #include "options.h"
@@ -59,6 +60,7 @@ struct sampler {
     uint32_t stop_hist[STOP_HIST_US + 1];
     uint64_t stop_max_ns;
     double elapsed;
+    struct timeval end_tv;      /* wall clock when sampling ended */
     char err[512];
 };
 

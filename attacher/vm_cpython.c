@@ -712,6 +712,10 @@ static int cpy_capture(struct vm_decoder *d, pid_t tid,
     if (max > MAX_VM_FRAMES)
         max = MAX_VM_FRAMES;
 
+    /* Look the thread up again when it is unknown, was not found lately,
+     * its chain looks stale, or it shows no frames (a thread state freed
+     * while its memory still reads as idle, e.g. PyGILState_Release)
+     * and the last lookup is RESCAN_EVERY captures old. */
     int scanned = 0;
     struct tid_entry *te = tid_find(c, tid);
     if (te == NULL ||
@@ -724,9 +728,10 @@ static int cpy_capture(struct vm_decoder *d, pid_t tid,
         if (te == NULL || te->tstate == 0)
             return 0;
         int r = walk_thread(c, tid, te->tstate, regs, out, max);
-        if (r >= 0)
+        if (r > 0 || (r == 0 && (scanned ||
+                                 c->capture_no - te->scan_no < RESCAN_EVERY)))
             return r;
-        if (r == WALK_FAIL || scanned) {
+        if (r == WALK_FAIL || (r < 0 && scanned)) {
             d->stat_capture_fail++;
             return -1;
         }

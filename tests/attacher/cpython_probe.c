@@ -124,109 +124,121 @@ static double now_us(void)
     return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+struct opts {
+    pid_t pid;
+    struct cpython_target t;
+    int lines, count, interval_ms, ids, stats;
+};
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->count = 1;
+    if (argc < 4)
+        return -1;
+    o->pid = (pid_t)strtol(argv[1], NULL, 10);
+    o->t.runtime_addr = strtoull(argv[2], NULL, 0);
+    o->t.version_hex = (uint32_t)strtoul(argv[3], NULL, 0);
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--lines"))
+            o->lines = 1;
+        else if (!strcmp(argv[i], "--ids"))
+            o->ids = 1;
+        else if (!strcmp(argv[i], "--stats"))
+            o->stats = 1;
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc)
+            o->count = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
+            o->interval_ms = atoi(argv[++i]);
+        else
+            return -1;
+    }
+    return o->pid > 0 && o->count > 0 ? 0 : -1;
+}
+
+/* Print one capture; 0 when it succeeded and every id was named. */
+static int print_capture(pid_t tid, const struct vm_frame *frames, int n, int ids)
+{
+    int rc = n < 0 ? -1 : 0;
+    for (int k = 0; k < n; k++) {
+        const char *nm = name_of(frames[k].id);
+        if (nm == NULL) {
+            fprintf(stderr, "cpython_probe: id 0x%" PRIx64
+                    " returned before it was named\n", frames[k].id);
+            rc = -1;
+            nm = "?";
+        }
+        printf("%d\t0x%" PRIx64 "\t%s\t%d", (int)tid, frames[k].anchor, nm,
+               frames[k].line);
+        if (ids)
+            printf("\t0x%" PRIx64, frames[k].id);
+        printf("\n");
+    }
+    printf("#end %d %d\n", (int)tid, n);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    int lines = 0, count = 1, interval_ms = 0, ids = 0, stats = 0;
-    if (argc < 4) {
+    struct opts o;
+    if (parse_args(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: cpython_probe PID RUNTIME_ADDR VERSION_HEX "
                 "[--lines] [--count N] [--interval-ms MS] [--ids] [--stats]\n");
         return 2;
     }
-    pid_t pid = (pid_t)strtol(argv[1], NULL, 10);
-    struct cpython_target t = {
-        .runtime_addr = strtoull(argv[2], NULL, 0),
-        .version_hex = (uint32_t)strtoul(argv[3], NULL, 0),
-    };
-    for (int i = 4; i < argc; i++) {
-        if (!strcmp(argv[i], "--lines"))
-            lines = 1;
-        else if (!strcmp(argv[i], "--ids"))
-            ids = 1;
-        else if (!strcmp(argv[i], "--stats"))
-            stats = 1;
-        else if (!strcmp(argv[i], "--count") && i + 1 < argc)
-            count = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
-            interval_ms = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "cpython_probe: bad argument %s\n", argv[i]);
-            return 2;
-        }
-    }
-
     struct remote_mem mem;
-    remote_mem_init(&mem, pid);
+    remote_mem_init(&mem, o.pid);
     char err[256] = "";
-    struct vm_decoder *d = vm_cpython_create(&t, &mem, sink, NULL, lines,
+    struct vm_decoder *d = vm_cpython_create(&o.t, &mem, sink, NULL, o.lines,
                                              err, sizeof err);
     if (d == NULL) {
         fprintf(stderr, "cpython_probe: %s\n", err);
         return 1;
     }
-
     pid_t tids[MAX_THREADS];
-    int nt = list_threads(pid, tids, MAX_THREADS);
+    int nt = list_threads(o.pid, tids, MAX_THREADS);
     if (nt <= 0) {
-        fprintf(stderr, "cpython_probe: no threads for pid %d\n", (int)pid);
+        fprintf(stderr, "cpython_probe: no threads for pid %d\n", (int)o.pid);
         return 1;
     }
     for (int i = 0; i < nt; i++) {
-        if (ptrace(PTRACE_SEIZE, tids[i], 0, 0) < 0) {
-            fprintf(stderr, "cpython_probe: seize %d: %s\n", (int)tids[i],
-                    strerror(errno));
-            tids[i--] = tids[--nt];
-        }
+        if (ptrace(PTRACE_SEIZE, tids[i], 0, 0) < 0)
+            tids[i--] = tids[--nt];         /* gone already */
     }
 
     static struct vm_frame frames[MAX_VM_FRAMES];
-    uint64_t *cost = calloc((size_t)count * MAX_THREADS + 1, sizeof *cost);
+    uint64_t *cost = calloc((size_t)o.count * MAX_THREADS, sizeof *cost);
     uint64_t ncost = 0, nframes = 0, fails = 0, reads0 = mem.reads;
     int rc = 0;
-    for (int it = 0; it < count && nt > 0; it++) {
+    for (int it = 0; it < o.count && nt > 0 && cost != NULL; it++) {
         for (int i = 0; i < nt; i++) {
-            pid_t tid = tids[i];
             struct user_regs_struct regs;
-            if (stop_thread(tid) < 0 ||
-                ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0) {
-                d->ops->thread_gone(d, tid);
+            if (stop_thread(tids[i]) < 0 ||
+                ptrace(PTRACE_GETREGS, tids[i], 0, &regs) < 0) {
+                d->ops->thread_gone(d, tids[i]);
                 tids[i--] = tids[--nt];
                 continue;
             }
             double t0 = now_us();
-            int n = d->ops->capture(d, tid, &regs, frames, MAX_VM_FRAMES);
+            int n = d->ops->capture(d, tids[i], &regs, frames, MAX_VM_FRAMES);
             cost[ncost++] = (uint64_t)((now_us() - t0) * 1000);
-            ptrace(PTRACE_CONT, tid, 0, 0);
-            for (int k = 0; k < n; k++) {
-                const char *nm = name_of(frames[k].id);
-                if (nm == NULL) {
-                    fprintf(stderr, "cpython_probe: id 0x%" PRIx64
-                            " returned before it was named\n", frames[k].id);
-                    rc = 1;
-                    nm = "?";
-                }
-                printf("%d\t0x%" PRIx64 "\t%s\t%d", (int)tid, frames[k].anchor,
-                       nm, frames[k].line);
-                if (ids)
-                    printf("\t0x%" PRIx64, frames[k].id);
-                printf("\n");
-            }
-            printf("#end %d %d\n", (int)tid, n);
-            if (n < 0) {
-                fails++;
+            ptrace(PTRACE_CONT, tids[i], 0, 0);
+            if (print_capture(tids[i], frames, n, o.ids) < 0)
                 rc = 1;
-            } else {
+            if (n < 0)
+                fails++;
+            else
                 nframes += (uint64_t)n;
-            }
         }
         fflush(stdout);
-        if (interval_ms > 0 && it + 1 < count)
-            usleep((useconds_t)interval_ms * 1000);
+        if (o.interval_ms > 0 && it + 1 < o.count)
+            usleep((useconds_t)o.interval_ms * 1000);
     }
     for (int i = 0; i < nt; i++) {
         if (stop_thread(tids[i]) == 0)
             ptrace(PTRACE_DETACH, tids[i], 0, 0);
     }
-    if (stats && ncost > 0) {
+    if (o.stats && ncost > 0) {
         struct vm_cpython_stats st;
         vm_cpython_get_stats(d, &st);
         qsort(cost, ncost, sizeof *cost, cmp_u64);

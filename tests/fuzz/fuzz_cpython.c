@@ -2,14 +2,16 @@
  * fuzz_cpython.c - libFuzzer harness for the CPython frame decoder
  * (vm_cpython + cpython_layout + cpython_lines) over a fuzzed memory image.
  *
- * Input: an 12-byte header, then the image, mapped at IMAGE_BASE where
+ * Input: a 16-byte header, then the image, mapped at IMAGE_BASE where
  * _PyRuntime is said to live:
  *   [0] version: 3.11, 3.12 (static tables), 3.13, 3.14 (debug offsets)
  *   [1] flags: 1 lines, 2 reads outside the image wrap into it (else they
  *       fail), 4 no registers, 8 keep the image's own debug-offset table
  *       (else a real one from Debian's 3.13.5 / 3.14.8 is written over it)
  *   [2..5] thread id, [6..9] offset of the stack pointer in the image,
- *   [10] number of captures (1..4), [11] unused
+ *   [10] number of captures (1..4), [11] a byte XORed, between captures,
+ *   into the 32 bytes at [12..15] (the target "runs": code objects die,
+ *   strings change, frames move)
  * Checked on every capture: the decoder stays inside its buffers (ASan),
  * every id returned is even, in [2, 2^63) and was named before; names are
  * valid UTF-8 "py:" names with exactly three ':'; anchors never decrease
@@ -32,7 +34,7 @@
 #include "vmprof_writer.h"
 
 #define IMAGE_BASE 0x10000000ull
-#define HDR 12
+#define HDR 16
 
 struct image {
     const uint8_t *data;
@@ -194,6 +196,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #endif
         if (k == 1)
             d->ops->thread_gone(d, tid);
+        size_t at = le32(data + 12) % n;
+        for (size_t i = 0; i < 32 && data[11] != 0; i++)
+            img[(at + i) % n] ^= data[11];
     }
     (void)d->ops->is_interpreter_ip(d, IMAGE_BASE);
     d->ops->destroy(d);

@@ -82,6 +82,50 @@ def thread_states(pid):
     return states
 
 
+def cpu_seconds(pid):
+    """utime + stime of the whole process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuRecorder:
+    """Records a process's CPU time every few ms in a background thread, so a
+    test can ask how much CPU it used between two wall-clock instants (the
+    start and end times a vmprof log carries)."""
+
+    def __init__(self, pid, period=0.005):
+        import threading
+        self.pid, self.period, self.points = pid, period, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.points.append((time.time(), cpu_seconds(self.pid)))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                return
+            time.sleep(self.period)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+
+    def at(self, when):
+        """CPU seconds at wall time `when`, interpolated."""
+        pts = self.points
+        assert pts and pts[0][0] <= when <= pts[-1][0], "instant outside the recording"
+        for (t0, c0), (t1, c1) in zip(pts, pts[1:]):
+            if t0 <= when <= t1:
+                return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0)
+        return pts[-1][1]
+
+    def between(self, start, end):
+        return self.at(end) - self.at(start)
+
+
 def tracer_pid(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -4,22 +4,16 @@ import os
 import re
 import subprocess
 
-from conftest import REPORT, attach, read_vmprof, share, target, func_name
-
-
-def cpu_seconds(pid):
-    """utime + stime of the whole process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from conftest import REPORT, CpuRecorder, attach, read_vmprof, share, target, func_name
 
 
 def profile_split(tmp_path, targets, extra=(), hot=75, threads=2, seconds=3):
     t = targets([target("cpu_split"), str(seconds + 5), str(threads), str(hot)])
     out = tmp_path / "split.prof"
-    cpu0 = cpu_seconds(t.pid)
+    rec = CpuRecorder(t.pid)
     r = attach(["-p", str(t.pid), "-o", str(out), "-d", str(seconds), "--stats"] + list(extra))
-    r.target_cpu = cpu_seconds(t.pid) - cpu0
+    rec.stop()
+    r.cpu = rec
     assert r.returncode == 0, r.stderr
     assert t.alive(), "the target must run on after the profiler detaches"
     r.target_pid = t.pid
@@ -29,8 +23,9 @@ def profile_split(tmp_path, targets, extra=(), hot=75, threads=2, seconds=3):
 def test_cpu_split_found_by_vmprof_reader(tmp_path, targets):
     out, r = profile_split(tmp_path, targets)
     stats, samples = read_vmprof(str(out))
-    # --mode cpu: one sample per 4 ms of CPU time the target used
-    expected = r.target_cpu / 0.004
+    # --mode cpu: one sample per 4 ms of CPU time the target used while
+    # it was sampled (from the log's start to its end time)
+    expected = r.cpu.between(stats.start_time.timestamp(), stats.end_time.timestamp()) / 0.004
     assert abs(len(samples) - expected) < 0.1 * expected + 10, (len(samples), expected)
     worker = [s for s in samples if any(func_name(n) == "worker" for n in s[0])]
     assert len(worker) > 0.9 * len(samples)
