@@ -33,6 +33,7 @@ struct thread {
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
+    uint32_t stack_need;        /* bytes above SP the last unwinds used */
 };
 
 struct session {

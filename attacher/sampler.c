@@ -33,6 +33,8 @@
 #endif
 
 #define VM_SEARCH_GRACE 0.2     /* seconds to wait for a spawned VM's registry */
+#define STACK_NEED_START (16 * 1024)
+#define STACK_NEED_MIN 4096
 
 static double now_mono(void)
 {
@@ -181,6 +183,27 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
     t->last_n = n;
 }
 
+/* Next copy size for t: what this unwind used above SP plus a margin; if
+ * the copy fell short (live reads were needed), twice as much. */
+static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64_t live_before)
+{
+    uint64_t need = t->stack_need;
+    if (unwinder_stats(s->uw)->live_reads > live_before) {
+        need *= 2;
+    } else if (nn > 0) {
+        uint64_t top = s->nat[nn - 1].cfa != UINT64_MAX ? s->nat[nn - 1].cfa : s->nat[nn - 1].sp + 64;
+        uint64_t used = top > s->snap.stack_lo ? top - s->snap.stack_lo : 0;
+        uint64_t fit = (used + used / 4 + 1024 + 4095) & ~(uint64_t)4095;
+        /* shrink slowly, grow at once */
+        need = fit >= need ? fit : need - (need - fit) / 8;
+    }
+    if (need < STACK_NEED_MIN)
+        need = STACK_NEED_MIN;
+    if (need > SNAPSHOT_STACK_DEFAULT)
+        need = SNAPSHOT_STACK_DEFAULT;
+    t->stack_need = (uint32_t)need;
+}
+
 /* Stop, snapshot, resume, then build and write the stack `repeat` times. */
 static void sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
@@ -189,7 +212,10 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (session_stop_thread(s->sess, t) != 0)
         return;
     s->snap.tid = t->tid;
-    int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s, s->dec) == 0;
+    if (!t->stack_need)
+        t->stack_need = STACK_NEED_START;
+    int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s,
+                           t->stack_need, s->dec) == 0;
     session_resume_thread(s->sess, t);
     record_stop(s, now_ns() - t0);
     if (!ok)
@@ -198,6 +224,7 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
         reload_maps(s);
 
     int unknown;
+    uint64_t live_before = unwinder_stats(s->uw)->live_reads;
     int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
     if (unknown && s->maps_reload_tick != s->ticks) {
         /* A library loaded since the last read of maps: read them again
@@ -207,6 +234,8 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
             nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
     }
     s->unwind_calls++;
+    s->stack_bytes += s->snap.stack_len;
+    adapt_stack_need(s, t, nn, live_before);
     struct merge_input in = {
         .nat = s->nat, .n_nat = nn,
         .vm = s->snap.vm, .n_vm = s->snap.n_vm > 0 ? s->snap.n_vm : 0,

@@ -57,6 +57,7 @@ struct sampler {
     /* statistics */
     uint64_t ticks, missed_ticks, samples, repeated, stops, unwind_calls;
     uint64_t maps_reloads;
+    uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
     uint32_t stop_hist[STOP_HIST_US + 1];
     uint64_t stop_max_ns;
     double elapsed;

@@ -2,10 +2,10 @@
  * snapshot.c - the copy taken while a thread is stopped.
  *
  * Cost model: one PTRACE_GETREGS, one process_vm_readv of the live stack,
- * and the decoder's few reads. The stack copy stops at the end of the
- * mapping that holds SP, so it never faults half-way on a guard page;
- * a stack deeper than stack_cap is copied in part and the unwinder reads
- * the rest live.
+ * and the decoder's few reads. Copying costs about 1 us per 6 KiB, so the
+ * caller asks for what the thread's last unwinds used (plus a margin),
+ * never past the end of the mapping that holds SP (no fault half-way on a
+ * guard page); what the copy lacks the unwinder reads live, counted.
  */
 #include "snapshot.h"
 
@@ -32,7 +32,7 @@ void snapshot_free(struct snapshot *sn)
 
 int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t vm_tid,
                   uint64_t (*stack_end)(void *arg, uint64_t sp), void *arg,
-                  struct vm_decoder *dec)
+                  size_t want_len, struct vm_decoder *dec)
 {
     sn->tid = tid;
     sn->stack_len = 0;
@@ -45,6 +45,8 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
     uint64_t hi = stack_end ? stack_end(arg, sp) : 0;
     if (hi > sp) {
         size_t want = hi - sp;
+        if (want > want_len)
+            want = want_len;
         if (want > sn->stack_cap)
             want = sn->stack_cap;
         ssize_t n = remote_read_upto(mem, sp, sn->stack, want);

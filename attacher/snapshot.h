@@ -34,12 +34,13 @@ struct snapshot {
 int snapshot_init(struct snapshot *sn, size_t stack_cap);
 void snapshot_free(struct snapshot *sn);
 
-/* Copy registers, stack [sp, stack_hi) (capped), and VM frames of the
- * thread the target knows as vm_tid (dec may be NULL). Returns 0, or -1 when the registers cannot be read (thread
+/* Copy registers, stack [sp, min(stack_hi, sp + want)) (capped by the
+ * buffer), and VM frames of the thread the target knows as vm_tid (dec
+ * may be NULL). Returns 0, or -1 when the registers cannot be read (thread
  * gone). A stack that cannot be read leaves stack_len 0: unwinding then
  * reads live memory. */
 int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t vm_tid,
                   uint64_t (*stack_end)(void *arg, uint64_t sp), void *arg,
-                  struct vm_decoder *dec);
+                  size_t want, struct vm_decoder *dec);
 
 #endif
