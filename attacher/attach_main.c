@@ -248,6 +248,7 @@ int main(int argc, char **argv)
     s->find_vm = find_vm;
     s->find_vm_arg = &fc;
     s->cmdline = cmdline;
+    s->status_line = !o.quiet && isatty(STDERR_FILENO);
 
     enum stop_reason why = sampler_run(s);
     session_detach(&sess);

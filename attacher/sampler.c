@@ -316,6 +316,15 @@ int sampler_open_profile(struct sampler *s)
     return 0;
 }
 
+/* One line, rewritten in place: elapsed, samples, threads, stop time. */
+static void show_status(struct sampler *s, double elapsed)
+{
+    fprintf(stderr, "\r\033[Kvmprof-attach: %.1f s  %llu samples  %zu threads  stop p50 %.0f us",
+            elapsed, (unsigned long long)s->samples, session_live_count(s->sess),
+            sampler_stop_percentile(s, 0.5));
+    fflush(stderr);
+}
+
 enum stop_reason sampler_run(struct sampler *s)
 {
     sigset_t set;
@@ -329,6 +338,7 @@ enum stop_reason sampler_run(struct sampler *s)
     double dur = s->o->duration;
     enum stop_reason why = STOP_TARGET_EXITED;
     s->vm_searching = s->find_vm != NULL;
+    double last_status = start;
     for (;;) {
         session_reap(s->sess);
         if (s->sess->exited) {
@@ -380,7 +390,13 @@ enum stop_reason sampler_run(struct sampler *s)
             }
         }
         tick(s);
+        if (s->status_line && now - last_status >= 0.5) {
+            last_status = now;
+            show_status(s, now - start);
+        }
     }
+    if (s->status_line)
+        fputs("\r\033[K", stderr);
     s->elapsed = now_mono() - start;
     gettimeofday(&s->end_tv, NULL);
     return why;

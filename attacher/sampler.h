@@ -49,6 +49,7 @@ struct sampler {
     struct profile *prof;
     int out_fd;
     const char *cmdline;        /* META "command" */
+    int status_line;            /* stderr is a terminal: show live progress */
     char root[64];              /* where objects are opened */
     struct snapshot snap;
     struct native_frame nat[MAX_NATIVE_FRAMES];

@@ -126,3 +126,15 @@ def test_spawn_mode_reflects_command_failure(tmp_path):
     assert r.returncode == 1
     assert "status 3" in r.stderr
     read_vmprof(str(out))      # the log is still complete
+
+
+def test_status_line_only_on_a_terminal(tmp_path, targets):
+    t = targets([target("cpu_split"), "8", "1"])
+    # stderr a pipe: no live status line
+    r = attach(["-p", str(t.pid), "-o", str(tmp_path / "a.prof"), "-d", "1.2"])
+    assert r.returncode == 0 and "\r" not in r.stderr and "stop p50" not in r.stderr
+    # stderr a terminal (script(1) gives the command a pty): the line is redrawn in place
+    cmd = f"{os.environ['VMPROF_ATTACH']} -p {t.pid} -o {tmp_path / 'b.prof'} -d 1.2"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout
+    assert b"\r\033[K" in r.stdout and b"stop p50" in r.stdout, r.stdout
