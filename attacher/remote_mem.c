@@ -55,6 +55,56 @@ int remote_read(struct remote_mem *m, uint64_t addr, void *buf, size_t len)
     return 0;
 }
 
+#define READV_MAX 64             /* iovecs per call; far below IOV_MAX */
+
+int remote_readv(struct remote_mem *m, struct remote_span *spans, int n)
+{
+    int done = 0;
+    for (int i = 0; i < n; i++)
+        spans[i].ok = 0;
+    int i = 0;
+    while (i < n) {
+        struct iovec local[READV_MAX], remote[READV_MAX];
+        int k = 0;
+        size_t total = 0;
+        for (; k < READV_MAX && i + k < n; k++) {
+            struct remote_span *sp = &spans[i + k];
+            if (sp->addr + sp->len < sp->addr)
+                break;          /* wraps: handled alone below */
+            local[k] = (struct iovec){ sp->buf, sp->len };
+            remote[k] = (struct iovec){ (void *)(uintptr_t)sp->addr, sp->len };
+            total += sp->len;
+        }
+        if (k == 0) {           /* a wrapping span: never readable */
+            m->faults++;
+            i++;
+            continue;
+        }
+        m->reads++;
+        ssize_t got = process_vm_readv(m->pid, local, (unsigned long)k, remote,
+                                       (unsigned long)k, 0);
+        if (got < 0)
+            got = 0;
+        m->bytes += (uint64_t)got;
+        /* The kernel stops at the first remote iovec it cannot read whole:
+         * spans before it are complete. */
+        size_t left = (size_t)got;
+        int j = 0;
+        for (; j < k && left >= spans[i + j].len; j++) {
+            left -= spans[i + j].len;
+            spans[i + j].ok = 1;
+            done++;
+        }
+        if ((size_t)got == total) {
+            i += k;
+            continue;
+        }
+        m->faults++;
+        i += j + 1;             /* skip the span that failed, go on after it */
+    }
+    return done;
+}
+
 ssize_t remote_read_cstr(struct remote_mem *m, uint64_t addr, char *buf, size_t cap)
 {
     if (cap == 0) {
