@@ -46,7 +46,12 @@ def count(path):
 
 def main():
     tp = tf = ts = 0
-    for path in sys.argv[1:]:
+    args = sys.argv[1:]
+    if args[:1] == ["--failed"]:
+        # failures outside any test log (a build that did not complete)
+        tf += int(args[1])
+        args = args[2:]
+    for path in args:
         try:
             p, f, s = count(path)
         except OSError as e:
