@@ -30,6 +30,8 @@ struct thread {
     int schedstat_fd;           /* /proc/PID/task/TID/schedstat, -1 closed */
     uint64_t cpu_ns;            /* CPU time at the last check */
     double credit;              /* cpu mode: intervals earned, not yet sampled */
+    uint32_t idle_streak;       /* consecutive checks that found no CPU used */
+    uint64_t next_check;        /* tick at which to read schedstat again */
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */

@@ -183,6 +183,36 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
     t->last_n = n;
 }
 
+#define PENDING_MAX 4096
+
+/* Write a sample, or keep it until the log is open. */
+static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat)
+{
+    if (s->prof)
+        return profile_add(s->prof, w, n, tid, repeat);
+    if (s->npending % 64 == 0) {
+        struct pending_sample *np = realloc(s->pending, (s->npending + 64) * sizeof(*np));
+        if (!np)
+            return -1;
+        s->pending = np;
+    }
+    uint64_t *copy = malloc((size_t)n * sizeof(*w));
+    if (!copy)
+        return -1;
+    memcpy(copy, w, (size_t)n * sizeof(*w));
+    s->pending[s->npending++] = (struct pending_sample){ tid, n, repeat, copy };
+    return 0;
+}
+
+static void drop_pending(struct sampler *s)
+{
+    for (size_t i = 0; i < s->npending; i++)
+        free(s->pending[i].words);
+    free(s->pending);
+    s->pending = NULL;
+    s->npending = 0;
+}
+
 /* Next copy size for t: what this unwind used above SP plus a margin; if
  * the copy fell short (live reads were needed), twice as much. */
 static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64_t live_before)
@@ -245,43 +275,66 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
     int n = merge_stack(&in, s->words, MAX_STACK_WORDS);
     if (n == 0)
         return;
-    if (profile_add(s->prof, s->words, n, t->tid, repeat) == 0)
+    if (emit(s, s->words, n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
     if (s->o->mode == MODE_WALL)
         keep_last(t, s->words, n);
 }
 
+/* Idle threads are checked less and less often (every 2, 4, ... up to
+ * IDLE_BACKOFF_MAX ticks): with 1000 idle threads a schedstat read per
+ * thread per tick would cost more than the sampling itself. CPU time is
+ * never lost: the next check credits all of it; only its attribution
+ * waits at most IDLE_BACKOFF_MAX ticks. */
+#define IDLE_BACKOFF_MAX 16
+#define CATCH_UP_MAX 64         /* samples written for one stop, at most */
+
+static void repeat_last(struct sampler *s, struct thread *t)
+{
+    emit(s, t->last_words, t->last_n, t->tid, 1);
+    s->samples++;
+    s->repeated++;
+}
+
 static void tick(struct sampler *s)
 {
     double interval_ns = s->o->interval * 1e9;
+    int wall = s->o->mode == MODE_WALL;
     session_reap(s->sess);
     for (size_t i = 0; i < s->sess->n && !s->sess->exited; i++) {
         struct thread *t = s->sess->v[i];
         if (t->state != THREAD_RUNNING)
             continue;
+        if (t->next_check > s->ticks) {
+            if (wall && t->last_n > 0)
+                repeat_last(s, t);
+            continue;
+        }
         int64_t cpu = thread_cpu_ns(s, t);
         if (cpu < 0)
             continue;           /* vanishing: its exit is reaped soon */
         int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
         t->cpu_ns = (uint64_t)cpu;
-        if (s->o->mode == MODE_CPU) {
+        if (delta == 0) {
+            uint32_t wait = t->idle_streak < 4 ? 1u << t->idle_streak : IDLE_BACKOFF_MAX;
+            t->idle_streak++;
+            t->next_check = s->ticks + (wait < IDLE_BACKOFF_MAX ? wait : IDLE_BACKOFF_MAX);
+        } else {
+            t->idle_streak = 0;
+            t->next_check = 0;
+        }
+        if (!wall) {
             if (delta <= 0)
                 continue;       /* first sight, or did not run */
             t->credit += (double)delta / interval_ns;
             if (t->credit < 1.0)
                 continue;
             int k = (int)t->credit;
-            if (k > 10)
-                k = 10;         /* ticks were missed: cap the catch-up */
-            t->credit -= (double)(int)t->credit;
-            sample_thread(s, t, k);
+            t->credit -= (double)k;
+            sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX);
+        } else if (delta == 0 && t->last_n > 0) {
+            repeat_last(s, t);
         } else {
-            if (delta == 0 && t->last_n > 0) {
-                profile_add(s->prof, t->last_words, t->last_n, t->tid, 1);
-                s->samples++;
-                s->repeated++;
-                continue;
-            }
             sample_thread(s, t, 1);
         }
     }
@@ -313,6 +366,11 @@ int sampler_open_profile(struct sampler *s)
     profile_meta(s->prof, "mode", s->o->mode == MODE_WALL ? "wall" : "cpu");
     profile_meta(s->prof, "native", s->o->native == NATIVE_ALL ? "all" :
                  s->o->native == NATIVE_NONE ? "none" : "ext");
+    for (size_t i = 0; i < s->npending; i++) {
+        struct pending_sample *ps = &s->pending[i];
+        profile_add(s->prof, ps->words, ps->n, ps->tid, ps->repeat);
+    }
+    drop_pending(s);
     return 0;
 }
 
@@ -381,9 +439,10 @@ enum stop_reason sampler_run(struct sampler *s)
             if (s->dec || !s->sess->spawned || now - start > 5.0)
                 s->vm_searching = 0;
         }
-        if (!s->prof) {
-            if (s->vm_searching && now - start < VM_SEARCH_GRACE)
-                continue;       /* give a spawned VM a moment to publish */
+        /* The log's header names the VM: open it once the VM is known,
+         * or the search gave up; samples taken meanwhile wait. */
+        if (!s->prof && (!s->vm_searching || now - start >= VM_SEARCH_GRACE ||
+                         s->npending >= PENDING_MAX)) {
             if (sampler_open_profile(s) < 0) {
                 why = STOP_ERROR;
                 break;
@@ -422,6 +481,7 @@ void sampler_free(struct sampler *s)
 {
     vm_select_release(s->dec);
     s->dec = NULL;
+    drop_pending(s);
     unwinder_free(s->uw);
     s->uw = NULL;
     sym_maps_free(&s->maps);

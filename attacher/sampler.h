@@ -47,6 +47,10 @@ struct sampler {
     void *find_vm_arg;
     int vm_searching;           /* still retrying find_vm */
     struct profile *prof;
+    /* Samples taken before the log is opened (while a spawned VM has not
+     * yet published its registry): written first once it is. */
+    struct pending_sample { pid_t tid; int n, repeat; uint64_t *words; } *pending;
+    size_t npending;
     int out_fd;
     const char *cmdline;        /* META "command" */
     int status_line;            /* stderr is a terminal: show live progress */

@@ -116,7 +116,9 @@ def test_spawn_mode_profiles_until_exit(tmp_path):
     r = attach(["-o", str(out), "--", target("cpu_split"), "1.5", "1"], timeout=60)
     assert r.returncode == 0, r.stderr
     stats, samples = read_vmprof(str(out))
-    assert len(samples) > 200
+    # from the first instant: one sample per 4 ms of the command's own CPU time
+    cpu = float(r.stdout.split("done cpu=")[1].split()[0])
+    assert abs(len(samples) - cpu / 0.004) < 0.1 * cpu / 0.004 + 10, (len(samples), cpu)
     assert abs(share(samples, "split_hot") - 0.75) < 0.08
 
 

@@ -5,7 +5,8 @@
  *
  * The split is by thread CPU time (CLOCK_THREAD_CPUTIME_ID), so it holds
  * whatever the scheduler does; a profiler in --mode cpu must find it.
- * Prints "ready PID" once every thread runs. Built without inlining or
+ * Prints "ready PID" once every thread runs, and "done cpu=SECONDS" (the
+ * process's CPU time) at the end. Built without inlining or
  * sibling calls so each function keeps its own frame.
  */
 #include <pthread.h>
@@ -77,6 +78,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
-    printf("done\n");
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    printf("done cpu=%.3f\n", (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
     return 0;
 }
