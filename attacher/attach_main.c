@@ -21,6 +21,8 @@
 
 #include "options.h"
 #include "profile.h"
+#include "report.h"
+#include "vmprof_reader.h"
 #include "ptrace_session.h"
 #include "sampler.h"
 #include "symbols.h"
@@ -88,6 +90,27 @@ static void read_cmdline(pid_t pid, char *buf, size_t cap)
     for (ssize_t i = 0; i < n - 1; i++)
         if (buf[i] == '\0')
             buf[i] = ' ';
+}
+
+/* The end-of-run summary's top functions, read back from the log just
+ * written (the same code as vmprof-report, so both always agree). */
+static void print_top(const char *path, unsigned n)
+{
+    struct vmprof_profile *p = NULL;
+    struct report *r = NULL;
+    char err[256];
+    struct report_opts ro = { 0 };
+    if (vmr_read_file(&p, path, err, sizeof(err)) == 0 && report_build(&r, p, &ro) == 0 &&
+        report_samples(r) > 0) {
+        struct report_text_opts to = { .top = n };
+        fputc('\n', stderr);
+        report_print_top(stderr, r, &to);
+        fputc('\n', stderr);
+    }
+    if (r)
+        report_free(r);
+    if (p)
+        vmr_free(p);
 }
 
 static void print_stats(const struct sampler *s)
@@ -271,6 +294,8 @@ int main(int argc, char **argv)
         s->prof = NULL;
         if (sym)
             sym_close(sym);
+        if (!o.quiet && rc == EXIT_OK)
+            print_top(outpath, 10);
         if (!o.quiet)
             fprintf(stderr, "vmprof-attach: %llu samples in %.1f s from %llu threads of "
                     "process %d (%s)%s\nvmprof-attach: wrote %s; view it with: vmprof-report %s\n",

@@ -1,19 +1,20 @@
 /*
- * report.c - top functions and the call tree of a parsed vmprof log
- * (what and why: report.h).
+ * report.c - builds the report model of a parsed vmprof log: functions,
+ * the call tree, the kept samples and the threads (what and why: report.h;
+ * the data and its invariants: report_model.h). The views live in
+ * report_text.c, report_collapsed.c, report_flamegraph.c and
+ * report_speedscope.c.
  *
- * Data: every id maps once (idmap) to a function, a display name interned
- * in fns[] (strmap); the tree is nodes[] with the root at 0, children
- * found through childmap keyed by (parent, function). All three maps are
- * open addressing on power-of-two tables kept at most half full, so a
- * build is O(frames). Node and function indexes are uint32_t: a log has at
- * most one node per frame, and more than 4G frames is refused.
- *
- * Invariants: node.count >= sum of its children's counts + node.self;
- * fns[i].total <= samples; printing walks the tree with an explicit stack
- * (recursion in the log can be 65536 deep).
+ * Every id is parsed once (idmap -> a "proto": name, file, line) and maps
+ * to a function, a display name interned in fns[] (strmap); with `lines`
+ * the function is looked up per (proto, line) in linemap instead. The tree
+ * is nodes[] with the root at 0, children found through childmap keyed by
+ * (parent, function). The maps are open addressing on power-of-two tables
+ * kept at most half full, so a build is O(frames). Node and function
+ * indexes are uint32_t: a log has at most one node per frame, and more
+ * than 4G frames is refused.
  */
-#include "report.h"
+#include "report_model.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,38 +23,31 @@
 
 #include "vmprof_writer.h"      /* vmprof_escape_name */
 
-#define NONE UINT32_MAX
-#define NAME_CAP 512            /* display names are cut past this */
+#define NONE REPORT_NONE
+#define NAME_CAP REPORT_NAME_CAP
 
-struct fn {
-    char *name;
-    uint64_t self, total;
-    size_t stamp;               /* last sample counted in total, + 1 */
+/* Parts of a name (parse_raw's output). */
+struct parts {
+    char name[NAME_CAP], file[NAME_CAP];
+    unsigned long line;
+    int native;
 };
 
-struct node {
-    uint32_t fn;                /* NONE for the root */
-    uint32_t first_child, next_sibling;
-    uint64_t count, self;
+/* What one id says, parsed once. */
+struct proto {
+    char *name;                 /* name, then file, in one block */
+    const char *file;
+    unsigned long line;
+    int native;
+    uint32_t fn;                /* its function without lines, NONE yet */
 };
 
-/* uint64 key -> uint32 value, open addressing. */
-struct map {
-    uint64_t *keys;
-    uint32_t *vals;             /* NONE marks an empty slot */
-    size_t cap, n;
-};
-
-struct report {
-    struct fn *fns;
-    size_t n_fns, cap_fns;
-    struct node *nodes;
-    size_t n_nodes, cap_nodes;
-    struct map idmap, childmap;
-    uint32_t *strmap;           /* fn index, NONE empty */
-    size_t strmap_cap;
-    uint64_t samples, hidden;
-    size_t threads;
+/* Build state around the report. */
+struct bld {
+    struct report *r;
+    struct proto *protos;
+    size_t n_protos, cap_protos;
+    struct rmap linemap;        /* (proto << 32 | line) -> fn */
 };
 
 /* ---- maps ---------------------------------------------------------------- */
@@ -75,7 +69,7 @@ static uint64_t str_hash(const char *s)
     return h;
 }
 
-static size_t map_slot(const struct map *m, uint64_t key)
+static size_t map_slot(const struct rmap *m, uint64_t key)
 {
     size_t i = (size_t)mix(key) & (m->cap - 1);
     while (m->vals[i] != NONE && m->keys[i] != key)
@@ -83,15 +77,15 @@ static size_t map_slot(const struct map *m, uint64_t key)
     return i;
 }
 
-static uint32_t map_get(const struct map *m, uint64_t key)
+static uint32_t map_get(const struct rmap *m, uint64_t key)
 {
     return m->cap ? m->vals[map_slot(m, key)] : NONE;
 }
 
-static int map_put(struct map *m, uint64_t key, uint32_t val)
+static int map_put(struct rmap *m, uint64_t key, uint32_t val)
 {
     if (2 * (m->n + 1) > m->cap) {
-        struct map g = { NULL, NULL, m->cap ? 2 * m->cap : 256, 0 };
+        struct rmap g = { NULL, NULL, m->cap ? 2 * m->cap : 256, 0 };
         if (g.cap > SIZE_MAX / 16 ||
             !(g.keys = malloc(g.cap * sizeof *g.keys)) ||
             !(g.vals = malloc(g.cap * sizeof *g.vals))) {
@@ -118,7 +112,7 @@ static int map_put(struct map *m, uint64_t key, uint32_t val)
     return 0;
 }
 
-static void map_free(struct map *m)
+static void map_free(struct rmap *m)
 {
     free(m->keys);
     free(m->vals);
@@ -139,111 +133,270 @@ static long line_field(const char *s)
     return -1;
 }
 
-size_t report_display_name(char *dst, size_t cap, const char *raw,
-                           uint64_t id)
+/* Splits raw ("lang:name:line:file") into escaped parts. */
+static void parse_raw(struct parts *pr, const char *raw, uint64_t id)
 {
-    char name[NAME_CAP], file[NAME_CAP];
     const char *rest, *lf;
+    char tmp[NAME_CAP];
     long at;
-    unsigned long line;
     size_t nl;
+
+    pr->file[0] = '\0';
+    pr->line = 0;
+    pr->native = raw && strncmp(raw, "n:", 2) == 0;
+    if (!raw) {
+        snprintf(pr->name, sizeof pr->name, "0x%" PRIx64, id);
+        return;
+    }
+    if (!(rest = strchr(raw, ':'))) {   /* no language: show it whole */
+        vmprof_escape_name(pr->name, sizeof pr->name, raw);
+        return;
+    }
+    rest++;
+    if ((at = line_field(rest)) < 0) {  /* "lang:name" (JIT code) or odd */
+        vmprof_escape_name(pr->name, sizeof pr->name, rest);
+        return;
+    }
+    nl = (size_t)at < sizeof tmp ? (size_t)at : sizeof tmp - 1;
+    memcpy(tmp, rest, nl);
+    tmp[nl] = '\0';
+    vmprof_escape_name(pr->name, sizeof pr->name, tmp);
+    lf = rest + at + 1;
+    pr->line = strtoul(lf, NULL, 10);
+    vmprof_escape_name(pr->file, sizeof pr->file, strchr(lf, ':') + 1);
+    if (strcmp(pr->file, "-") == 0)
+        pr->file[0] = '\0';
+}
+
+static size_t clamp_len(int n, size_t cap)
+{
+    return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+}
+
+static size_t format_display(char *dst, size_t cap, const char *name,
+                             const char *file, unsigned long line)
+{
     int n;
 
-    if (cap == 0)
-        return 0;
-    if (!raw) {
-        n = snprintf(dst, cap, "0x%" PRIx64, id);
-        return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
-    }
-    rest = strchr(raw, ':');
-    if (!rest)                          /* no language: show it whole */
-        return vmprof_escape_name(dst, cap, raw);
-    rest++;
-    at = line_field(rest);
-    if (at < 0)                         /* "lang:name" (JIT code) or odd */
-        return vmprof_escape_name(dst, cap, rest);
-    nl = (size_t)at < sizeof file ? (size_t)at : sizeof file - 1;
-    memcpy(file, rest, nl);             /* file is scratch space here */
-    file[nl] = '\0';
-    vmprof_escape_name(name, sizeof name, file);
-    lf = rest + at + 1;
-    line = strtoul(lf, NULL, 10);
-    vmprof_escape_name(file, sizeof file, strchr(lf, ':') + 1);
-    if (file[0] == '\0' || strcmp(file, "-") == 0)
+    if (file[0] == '\0')
         n = line ? snprintf(dst, cap, "%s (line %lu)", name, line)
                  : snprintf(dst, cap, "%s", name);
     else if (line == 0)
         n = snprintf(dst, cap, "%s (%s)", name, file);
     else
         n = snprintf(dst, cap, "%s (%s:%lu)", name, file, line);
-    return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+    return clamp_len(n, cap);
 }
 
-/* The function for a display name, created if new. */
-static uint32_t intern(struct report *r, const char *disp)
+size_t report_display_name(char *dst, size_t cap, const char *raw,
+                           uint64_t id)
 {
+    struct parts pr;
+
+    if (cap == 0)
+        return 0;
+    parse_raw(&pr, raw, id);
+    return format_display(dst, cap, pr.name, pr.file, pr.line);
+}
+
+static const char *base_name(const char *file)
+{
+    const char *s = strrchr(file, '/');
+    return s && s[1] ? s + 1 : file;
+}
+
+/* ---- functions -------------------------------------------------------------- */
+
+static uint32_t find_fn(const struct report *r, const char *disp)
+{
+    if (!r->strmap_cap)
+        return NONE;
+    for (size_t i = (size_t)str_hash(disp) & (r->strmap_cap - 1);
+         r->strmap[i] != NONE; i = (i + 1) & (r->strmap_cap - 1))
+        if (strcmp(r->fns[r->strmap[i]].disp, disp) == 0)
+            return r->strmap[i];
+    return NONE;
+}
+
+static int grow_strmap(struct report *r)
+{
+    size_t cap = r->strmap_cap ? 2 * r->strmap_cap : 256;
+    uint32_t *t = malloc(cap * sizeof *t);
+
+    if (!t)
+        return -1;
+    memset(t, 0xff, cap * sizeof *t);
+    for (size_t k = 0; k < r->n_fns; k++) {
+        size_t i = (size_t)str_hash(r->fns[k].disp) & (cap - 1);
+        while (t[i] != NONE)
+            i = (i + 1) & (cap - 1);
+        t[i] = (uint32_t)k;
+    }
+    free(r->strmap);
+    r->strmap = t;
+    r->strmap_cap = cap;
+    return 0;
+}
+
+/* A new function; its strings live in one block: disp, short, name, file. */
+static int new_fn(struct rfn *f, const char *disp, const char *name,
+                  const char *file, unsigned long line, int native)
+{
+    char shortd[3 * NAME_CAP];
+    size_t ld = strlen(disp), ls, ln = strlen(name), lf = strlen(file);
+    char *m;
+
+    ls = format_display(shortd, sizeof shortd, name, base_name(file), line);
+    if (!(m = malloc(ld + ls + ln + lf + 4)))
+        return -1;
+    *f = (struct rfn){ .line = line, .native = native, .mem = m };
+    f->disp = memcpy(m, disp, ld + 1);
+    f->shortd = memcpy(m += ld + 1, shortd, ls + 1);
+    f->name = memcpy(m += ls + 1, name, ln + 1);
+    f->file = memcpy(m + ln + 1, file, lf + 1);
+    return 0;
+}
+
+/* The function for these parts, created if new. */
+static uint32_t intern(struct report *r, const char *name, const char *file,
+                       unsigned long line, int native)
+{
+    char disp[3 * NAME_CAP];
+    uint32_t f;
     size_t i;
 
-    if (2 * (r->n_fns + 1) > r->strmap_cap) {
-        size_t cap = r->strmap_cap ? 2 * r->strmap_cap : 256;
-        uint32_t *t = malloc(cap * sizeof *t);
-        if (!t)
-            return NONE;
-        memset(t, 0xff, cap * sizeof *t);
-        for (size_t k = 0; k < r->n_fns; k++) {
-            i = (size_t)str_hash(r->fns[k].name) & (cap - 1);
-            while (t[i] != NONE)
-                i = (i + 1) & (cap - 1);
-            t[i] = (uint32_t)k;
-        }
-        free(r->strmap);
-        r->strmap = t;
-        r->strmap_cap = cap;
-    }
-    i = (size_t)str_hash(disp) & (r->strmap_cap - 1);
-    for (; r->strmap[i] != NONE; i = (i + 1) & (r->strmap_cap - 1))
-        if (strcmp(r->fns[r->strmap[i]].name, disp) == 0)
-            return r->strmap[i];
+    format_display(disp, sizeof disp, name, file, line);
+    if ((f = find_fn(r, disp)) != NONE)
+        return f;
+    if (2 * (r->n_fns + 1) > r->strmap_cap && grow_strmap(r) < 0)
+        return NONE;
     if (r->n_fns >= NONE - 1)
         return NONE;
     if (r->n_fns == r->cap_fns) {
         size_t cap = r->cap_fns ? 2 * r->cap_fns : 256;
-        struct fn *f = realloc(r->fns, cap * sizeof *f);
-        if (!f)
+        struct rfn *q = realloc(r->fns, cap * sizeof *q);
+        if (!q)
             return NONE;
-        r->fns = f;
+        r->fns = q;
         r->cap_fns = cap;
     }
-    if (!(r->fns[r->n_fns].name = strdup(disp)))
+    if (new_fn(&r->fns[r->n_fns], disp, name, file, line, native) < 0)
         return NONE;
-    r->fns[r->n_fns].self = r->fns[r->n_fns].total = 0;
-    r->fns[r->n_fns].stamp = 0;
+    i = (size_t)str_hash(disp) & (r->strmap_cap - 1);
+    while (r->strmap[i] != NONE)
+        i = (i + 1) & (r->strmap_cap - 1);
     r->strmap[i] = (uint32_t)r->n_fns;
     return (uint32_t)r->n_fns++;
 }
 
-/* ---- building ---------------------------------------------------------------- */
-
-static uint32_t fn_of_id(struct report *r, const struct vmprof_profile *p,
-                         uint64_t id)
+static uint32_t proto_of_id(struct bld *b, uint64_t id, int kind_native)
 {
-    char disp[NAME_CAP];
-    uint32_t f = map_get(&r->idmap, id);
+    struct report *r = b->r;
+    uint32_t k = map_get(&r->idmap, id);
+    const char *raw;
+    struct parts pa;
+    struct proto *pr;
+    size_t nl, fl;
 
-    if (f != NONE)
+    if (k != NONE)
+        return k;
+    raw = vmr_frame_name(r->p, id, NULL);
+    if (b->n_protos >= NONE - 1)
+        return NONE;
+    if (b->n_protos == b->cap_protos) {
+        size_t cap = b->cap_protos ? 2 * b->cap_protos : 64;
+        struct proto *q = realloc(b->protos, cap * sizeof *q);
+        if (!q)
+            return NONE;
+        b->protos = q;
+        b->cap_protos = cap;
+    }
+    parse_raw(&pa, raw, id);
+    nl = strlen(pa.name);
+    fl = strlen(pa.file);
+    pr = &b->protos[b->n_protos];
+    if (!(pr->name = malloc(nl + fl + 2)))
+        return NONE;
+    memcpy(pr->name, pa.name, nl + 1);
+    pr->file = memcpy(pr->name + nl + 1, pa.file, fl + 1);
+    pr->line = pa.line;
+    /* An unnamed odd id of a native log is a native address. */
+    pr->native = pa.native || kind_native ||
+                 (!raw && (id & 1) && (r->p->mode & VMPROF_MODE_NATIVE));
+    pr->fn = NONE;
+    k = (uint32_t)b->n_protos++;
+    return map_put(&r->idmap, id, k) < 0 ? NONE : k;
+}
+
+/* Frame k of the log as a function. */
+static uint32_t fn_of_frame(struct bld *b, size_t k)
+{
+    const struct vmprof_profile *p = b->r->p;
+    int kn = p->frame_kinds && p->frame_kinds[k] == VMR_KIND_NATIVE;
+    uint32_t pi = proto_of_id(b, p->frame_ids[k], kn), f;
+    struct proto *pr;
+    int64_t line;
+    uint64_t key;
+
+    if (pi == NONE)
+        return NONE;
+    pr = &b->protos[pi];
+    line = b->r->o.lines && p->frame_lines ? p->frame_lines[k] : 0;
+    if (line <= 0 || pr->native) {
+        if (pr->fn == NONE)
+            pr->fn = intern(b->r, pr->name, pr->file, pr->line, pr->native);
+        return pr->fn;
+    }
+    if (line > UINT32_MAX)
+        line = UINT32_MAX;
+    key = ((uint64_t)pi << 32) | (uint64_t)line;
+    if ((f = map_get(&b->linemap, key)) != NONE)
         return f;
-    report_display_name(disp, sizeof disp, vmr_frame_name(p, id, NULL), id);
-    f = intern(r, disp);
-    if (f == NONE || map_put(&r->idmap, id, f) < 0)
+    f = intern(b->r, pr->name, pr->file, (unsigned long)line, 0);
+    if (f == NONE || map_put(&b->linemap, key, f) < 0)
         return NONE;
     return f;
 }
+
+/* Marks short names that two functions share: those show in full. */
+static int cmp_short(const void *a, const void *b, void *ctx)
+{
+    const struct rfn *fns = ctx;
+    return strcmp(fns[*(const uint32_t *)a].shortd,
+                  fns[*(const uint32_t *)b].shortd);
+}
+
+static int disambiguate(struct report *r)
+{
+    uint32_t *idx;
+    size_t i, j;
+
+    if (!r->n_fns)
+        return 0;
+    if (!(idx = malloc(r->n_fns * sizeof *idx)))
+        return -1;
+    for (i = 0; i < r->n_fns; i++)
+        idx[i] = (uint32_t)i;
+    qsort_r(idx, r->n_fns, sizeof *idx, cmp_short, r->fns);
+    for (i = 0; i < r->n_fns; i = j) {
+        for (j = i + 1; j < r->n_fns &&
+             strcmp(r->fns[idx[i]].shortd, r->fns[idx[j]].shortd) == 0; j++)
+            ;
+        if (j - i > 1)
+            for (size_t k = i; k < j; k++)
+                r->fns[idx[k]].shortd = r->fns[idx[k]].disp;
+    }
+    free(idx);
+    return 0;
+}
+
+/* ---- the tree ---------------------------------------------------------------- */
 
 static uint32_t child(struct report *r, uint32_t parent, uint32_t f)
 {
     uint64_t key = ((uint64_t)parent << 32) | f;
     uint32_t c = map_get(&r->childmap, key);
-    struct node *n;
+    struct rnode *n;
 
     if (c != NONE)
         return c;
@@ -251,7 +404,7 @@ static uint32_t child(struct report *r, uint32_t parent, uint32_t f)
         return NONE;
     if (r->n_nodes == r->cap_nodes) {
         size_t cap = r->cap_nodes ? 2 * r->cap_nodes : 1024;
-        struct node *q = realloc(r->nodes, cap * sizeof *q);
+        struct rnode *q = realloc(r->nodes, cap * sizeof *q);
         if (!q)
             return NONE;
         r->nodes = q;
@@ -259,44 +412,52 @@ static uint32_t child(struct report *r, uint32_t parent, uint32_t f)
     }
     c = (uint32_t)r->n_nodes++;
     n = &r->nodes[c];
-    n->fn = f;
-    n->count = n->self = 0;
-    n->first_child = NONE;
-    n->next_sibling = r->nodes[parent].first_child;
+    *n = (struct rnode){ .fn = f, .parent = parent, .first_child = NONE,
+                         .next_sibling = r->nodes[parent].first_child,
+                         .depth = r->nodes[parent].depth + 1 };
     r->nodes[parent].first_child = c;
+    if (n->depth > r->max_depth)
+        r->max_depth = n->depth;
     if (map_put(&r->childmap, key, c) < 0)
         return NONE;
     return c;
 }
 
-static int hidden(const struct vmprof_profile *p, const struct report_opts *o,
-                  size_t k)
+static int hidden(const struct report *r, size_t k)
 {
+    const struct vmprof_profile *p = r->p;
+
     if (p->frame_kinds && p->frame_kinds[k] == VMR_KIND_ASSEMBLER)
         return 1;
-    return !o->all_frames && !(p->mode & VMPROF_MODE_NATIVE) &&
+    return !r->o.all_frames && !(p->mode & VMPROF_MODE_NATIVE) &&
            !vmr_frame_name(p, p->frame_ids[k], NULL);
 }
 
 /* Adds sample si (outermost frame first) to the tree and the functions. */
-static int add_sample(struct report *r, const struct vmprof_profile *p,
-                      const struct report_opts *o, size_t si)
+static int add_sample(struct bld *b, size_t si)
 {
-    const struct vmr_sample *s = &p->samples[si];
-    uint32_t node = 0, last = NONE;
+    struct report *r = b->r;
+    const struct vmr_sample *s = &r->p->samples[si];
+    uint32_t node = 0, last = NONE, run = 0;
 
-    r->samples++;
     r->nodes[0].count++;
     for (size_t i = s->depth; i-- > 0;) {
         size_t k = s->first + i;
         uint32_t f;
 
-        if (hidden(p, o, k)) {
+        if (hidden(r, k)) {
             r->hidden++;
             continue;
         }
-        if ((f = fn_of_id(r, p, p->frame_ids[k])) == NONE ||
-            (node = child(r, node, f)) == NONE)
+        if ((f = fn_of_frame(b, k)) == NONE)
+            return -1;
+        if (r->o.fold_recursion && node != 0 && r->nodes[node].fn == f) {
+            if (++run > r->nodes[node].rec)
+                r->nodes[node].rec = run;
+            continue;
+        }
+        run = 0;
+        if ((node = child(r, node, f)) == NONE)
             return -1;
         r->nodes[node].count++;
         if (r->fns[f].stamp != si + 1) {
@@ -308,6 +469,8 @@ static int add_sample(struct report *r, const struct vmprof_profile *p,
     r->nodes[node].self++;
     if (last != NONE)
         r->fns[last].self++;
+    r->leaf[r->samples] = node;
+    r->leaf_tid[r->samples++] = s->tid;
     return 0;
 }
 
@@ -317,53 +480,117 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static size_t count_threads(const struct vmprof_profile *p)
+/* tids[] and tid_samples[] of the whole log, busiest first. */
+static int count_threads(struct report *r)
 {
+    const struct vmprof_profile *p = r->p;
+    size_t n = p->n_samples, k = 0;
     uint64_t *t;
-    size_t n = 0;
 
-    if (p->n_samples == 0 || !(t = malloc(p->n_samples * sizeof *t)))
+    if (!n)
         return 0;
-    for (size_t i = 0; i < p->n_samples; i++)
+    if (!(t = malloc(n * sizeof *t)) ||
+        !(r->tids = malloc(n * sizeof *r->tids)) ||
+        !(r->tid_samples = malloc(n * sizeof *r->tid_samples))) {
+        free(t);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
         t[i] = p->samples[i].tid;
-    qsort(t, p->n_samples, sizeof *t, cmp_u64);
-    for (size_t i = 0; i < p->n_samples; i++)
-        n += i == 0 || t[i] != t[i - 1];
+    qsort(t, n, sizeof *t, cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || t[i] != t[i - 1]) {
+            r->tids[k] = t[i];
+            r->tid_samples[k++] = 0;
+        }
+        r->tid_samples[k - 1]++;
+    }
     free(t);
-    return n;
+    r->n_tids = k;
+    /* busiest first: a few threads in practice, insertion sort is fine */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && r->tid_samples[j] > r->tid_samples[j - 1];
+             j--) {
+            uint64_t a = r->tids[j], c = r->tid_samples[j];
+            r->tids[j] = r->tids[j - 1];
+            r->tid_samples[j] = r->tid_samples[j - 1];
+            r->tids[j - 1] = a;
+            r->tid_samples[j - 1] = c;
+        }
+    return 0;
+}
+
+static int wanted(const struct report *r, uint64_t tid)
+{
+    return !r->o.n_tids ||
+           bsearch(&tid, r->o.tids, r->o.n_tids, sizeof tid, cmp_u64) != NULL;
+}
+
+static int build_all(struct bld *b)
+{
+    struct report *r = b->r;
+    const struct vmprof_profile *p = r->p;
+
+    if (count_threads(r) < 0)
+        return -1;
+    if (!(r->nodes = malloc(1024 * sizeof *r->nodes)))
+        return -1;
+    r->cap_nodes = 1024;
+    r->n_nodes = 1;
+    r->nodes[0] = (struct rnode){ .fn = NONE, .parent = NONE,
+                                  .first_child = NONE, .next_sibling = NONE };
+    if (p->n_samples &&
+        (!(r->leaf = malloc(p->n_samples * sizeof *r->leaf)) ||
+         !(r->leaf_tid = malloc(p->n_samples * sizeof *r->leaf_tid))))
+        return -1;
+    for (size_t i = 0; i < p->n_samples; i++)
+        if (wanted(r, p->samples[i].tid) && add_sample(b, i) < 0)
+            return -1;
+    return disambiguate(r);
 }
 
 int report_build(struct report **out, const struct vmprof_profile *p,
                  const struct report_opts *o)
 {
     static const struct report_opts defaults;
+    struct bld b = { 0 };
     struct report *r;
+    uint64_t *tids = NULL;
+    int rc;
 
     if (!out || !p)
         return -1;
     *out = NULL;
     if (!o)
         o = &defaults;
-    if (p->n_frames >= NONE - 1 || !(r = calloc(1, sizeof *r)))
+    if (p->n_frames >= NONE - 1 || p->n_samples >= NONE - 1 ||
+        !(r = calloc(1, sizeof *r)))
         return -1;
-    r->threads = count_threads(p);
-    if (!(r->nodes = malloc(1024 * sizeof *r->nodes)))
-        goto err;
-    r->cap_nodes = 1024;
-    r->n_nodes = 1;
-    r->nodes[0] = (struct node){ NONE, NONE, NONE, 0, 0 };
-    for (size_t i = 0; i < p->n_samples; i++) {
-        if (o->filter_tid && p->samples[i].tid != o->tid)
-            continue;
-        if (add_sample(r, p, o, i) < 0)
-            goto err;
+    r->p = p;
+    r->o = *o;
+    r->o.tids = NULL;           /* ours to free: set below if any */
+    if (o->n_tids) {            /* a sorted copy, for bsearch */
+        if (!(tids = malloc(o->n_tids * sizeof *tids))) {
+            free(r);
+            return -1;
+        }
+        memcpy(tids, o->tids, o->n_tids * sizeof *tids);
+        qsort(tids, o->n_tids, sizeof *tids, cmp_u64);
+        r->o.tids = tids;
+    }
+    b.r = r;
+    rc = build_all(&b);
+    for (size_t i = 0; i < b.n_protos; i++)
+        free(b.protos[i].name);
+    free(b.protos);
+    map_free(&b.linemap);
+    if (rc < 0) {
+        report_free(r);
+        errno = ENOMEM;
+        return -1;
     }
     *out = r;
     return 0;
-err:
-    report_free(r);
-    errno = ENOMEM;
-    return -1;
 }
 
 void report_free(struct report *r)
@@ -371,28 +598,42 @@ void report_free(struct report *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->n_fns; i++)
-        free(r->fns[i].name);
+        free(r->fns[i].mem);
     free(r->fns);
     free(r->nodes);
     free(r->strmap);
+    free(r->leaf);
+    free(r->leaf_tid);
+    free(r->tids);
+    free(r->tid_samples);
+    free((void *)r->o.tids);
     map_free(&r->idmap);
     map_free(&r->childmap);
     free(r);
 }
 
+/* ---- questions ------------------------------------------------------------------ */
+
 uint64_t report_samples(const struct report *r) { return r->samples; }
 uint64_t report_hidden_frames(const struct report *r) { return r->hidden; }
-size_t report_threads(const struct report *r) { return r->threads; }
+size_t report_threads(const struct report *r) { return r->n_tids; }
+size_t report_functions(const struct report *r) { return r->n_fns; }
 
-static uint32_t find_fn(const struct report *r, const char *disp)
+uint64_t report_thread(const struct report *r, size_t i, uint64_t *samples)
 {
-    if (!r->strmap_cap)
-        return NONE;
-    for (size_t i = (size_t)str_hash(disp) & (r->strmap_cap - 1);
-         r->strmap[i] != NONE; i = (i + 1) & (r->strmap_cap - 1))
-        if (strcmp(r->fns[r->strmap[i]].name, disp) == 0)
-            return r->strmap[i];
-    return NONE;
+    if (i >= r->n_tids) {
+        if (samples)
+            *samples = 0;
+        return 0;
+    }
+    if (samples)
+        *samples = r->tid_samples[i];
+    return r->tids[i];
+}
+
+int report_has_lines(const struct vmprof_profile *p)
+{
+    return p && p->frame_lines != NULL;
 }
 
 int report_function(const struct report *r, const char *display,
@@ -423,154 +664,46 @@ uint64_t report_tree_count(const struct report *r, const char *const *path,
     return r->nodes[node].count;
 }
 
-/* ---- printing ------------------------------------------------------------------ */
-
-static double pct(uint64_t part, uint64_t whole)
+double report_pct(uint64_t part, uint64_t whole)
 {
     return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
-static void print_meta_line(FILE *f, const struct vmprof_profile *p)
-{
-    char k[128], v[256];
-
-    if (!p->n_meta)
-        return;
-    fprintf(f, "meta:");
-    for (size_t i = 0; i < p->n_meta; i++) {
-        vmprof_escape_name(k, sizeof k, p->meta[i].key);
-        vmprof_escape_name(v, sizeof v, p->meta[i].value);
-        fprintf(f, " %s=%s", k, v);
-    }
-    fputc('\n', f);
-}
-
-void report_print_summary(FILE *f, const struct vmprof_profile *p,
-                          const struct report *r, const char *path)
-{
-    static const char *const modes[] = { "memory", "lines", "native",
-                                         "rpython", "real-time" };
-    char interp[300];
-    int any = 0;
-
-    vmprof_escape_name(interp, sizeof interp, p->interp[0] ? p->interp : "?");
-    fprintf(f, "file: %s\n", path ? path : "-");
-    fprintf(f, "log: %s, version %d%s, %u-byte words, period %" PRIu64 " us, mode",
-            interp, p->version, p->legacy_name ? " (legacy header)" : "",
-            p->word_size, p->period_usec);
-    for (unsigned i = 0; i < 5; i++)
-        if (p->mode & (1u << i))
-            fprintf(f, "%s%s", any++ ? "+" : " ", modes[i]);
-    fprintf(f, "%s\n", any ? "" : " cpu");
-    fprintf(f, "samples: %" PRIu64 " of %zu, threads: %zu", r->samples,
-            p->n_samples, r->threads);
-    if (p->has_start && p->has_end) {
-        /* in double: the fields are whatever the file says */
-        double d = ((double)p->end_time.sec - (double)p->start_time.sec) +
-                   ((double)p->end_time.usec - (double)p->start_time.usec) / 1e6;
-        fprintf(f, ", duration: %.2f s", d);
-    }
-    fprintf(f, ", %s\n", vmr_end_str(p->stop));
-    if (p->stop != VMR_END_TRAILER)
-        fprintf(f, "note: %s; read up to byte %zu\n", p->end_detail,
-                p->end_offset);
-    if (p->n_samples && !p->n_names)
-        fprintf(f, "note: the log names no frame (names come last: was its "
-                "writer stopped early?)\n");
-    if (r->hidden)
-        fprintf(f, "note: %" PRIu64 " frame(s) hidden (assembler frames, or "
-                "addresses the log does not name: --all-frames shows them)\n",
-                r->hidden);
-    print_meta_line(f, p);
-}
-
-static int cmp_top(const void *a, const void *b, void *ctx)
+static int cmp_child(const void *a, const void *b, void *ctx)
 {
     const struct report *r = ctx;
-    const struct fn *x = &r->fns[*(const uint32_t *)a];
-    const struct fn *y = &r->fns[*(const uint32_t *)b];
-    if (x->self != y->self)
-        return x->self < y->self ? 1 : -1;
-    if (x->total != y->total)
-        return x->total < y->total ? 1 : -1;
-    return strcmp(x->name, y->name);
+    const struct rnode *x = &r->nodes[*(const uint32_t *)a];
+    const struct rnode *y = &r->nodes[*(const uint32_t *)b];
+    return strcmp(r->fns[x->fn].disp, r->fns[y->fn].disp);
 }
 
-void report_print_top(FILE *f, const struct report *r, unsigned n)
-{
-    uint32_t *idx;
-
-    fprintf(f, "\n  self%%  total%%  function\n");
-    if (!r->n_fns || !(idx = malloc(r->n_fns * sizeof *idx)))
-        return;
-    for (size_t i = 0; i < r->n_fns; i++)
-        idx[i] = (uint32_t)i;
-    qsort_r(idx, r->n_fns, sizeof *idx, cmp_top, (void *)r);
-    for (size_t i = 0; i < r->n_fns && i < n; i++) {
-        const struct fn *fn = &r->fns[idx[i]];
-        fprintf(f, "%6.1f%% %6.1f%%  %s\n", pct(fn->self, r->samples),
-                pct(fn->total, r->samples), fn->name);
-    }
-    free(idx);
-}
-
-static int cmp_node(const void *a, const void *b, void *ctx)
+static int cmp_child_count(const void *a, const void *b, void *ctx)
 {
     const struct report *r = ctx;
-    const struct node *x = &r->nodes[*(const uint32_t *)a];
-    const struct node *y = &r->nodes[*(const uint32_t *)b];
+    const struct rnode *x = &r->nodes[*(const uint32_t *)a];
+    const struct rnode *y = &r->nodes[*(const uint32_t *)b];
     if (x->count != y->count)
         return x->count < y->count ? 1 : -1;
-    return strcmp(r->fns[x->fn].name, r->fns[y->fn].name);
+    return cmp_child(a, b, ctx);
 }
 
-/* Pushes the children of node worth showing, biggest on top. */
-static size_t push_children(const struct report *r, uint32_t node,
-                            uint32_t depth, double min, uint32_t *stack,
-                            uint32_t *depths, size_t sp, uint32_t *tmp)
+uint32_t *report_children(const struct report *r, uint32_t node,
+                          int by_count, size_t *n)
 {
-    size_t n = 0;
+    size_t k = 0;
+    uint32_t *a;
 
+    *n = 0;
     for (uint32_t c = r->nodes[node].first_child; c != NONE;
          c = r->nodes[c].next_sibling)
-        if ((double)r->nodes[c].count >= min)
-            tmp[n++] = c;
-    qsort_r(tmp, n, sizeof *tmp, cmp_node, (void *)r);
-    while (n--) {
-        stack[sp] = tmp[n];
-        depths[sp++] = depth;
-    }
-    return sp;
-}
-
-void report_print_tree(FILE *f, const struct report *r, double threshold_pct)
-{
-    /* Each node is pushed at most once, so n_nodes bounds every array. */
-    uint32_t *stack = malloc(r->n_nodes * sizeof *stack);
-    uint32_t *depths = malloc(r->n_nodes * sizeof *depths);
-    uint32_t *tmp = malloc(r->n_nodes * sizeof *tmp);
-    double min = threshold_pct * (double)r->samples / 100.0;
-    size_t sp;
-
-    fprintf(f, "\n  total%%   self%%  call tree (cut below %.1f%%)\n",
-            threshold_pct);
-    if (!stack || !depths || !tmp || !r->samples)
-        goto out;
-    if (min < 1)
-        min = 1;
-    sp = push_children(r, 0, 0, min, stack, depths, 0, tmp);
-    while (sp) {
-        uint32_t node = stack[--sp], d = depths[sp];
-        const struct node *nd = &r->nodes[node];
-        unsigned indent = d < 40 ? d : 40;
-
-        fprintf(f, "%7.1f%% %6.1f%%  %*s%s%s\n", pct(nd->count, r->samples),
-                pct(nd->self, r->samples), (int)(2 * indent), "",
-                d > 40 ? "[deep] " : "", r->fns[nd->fn].name);
-        sp = push_children(r, node, d + 1, min, stack, depths, sp, tmp);
-    }
-out:
-    free(stack);
-    free(depths);
-    free(tmp);
+        k++;
+    if (!k || !(a = malloc(k * sizeof *a)))
+        return NULL;
+    k = 0;
+    for (uint32_t c = r->nodes[node].first_child; c != NONE;
+         c = r->nodes[c].next_sibling)
+        a[k++] = c;
+    qsort_r(a, k, sizeof *a, by_count ? cmp_child_count : cmp_child, (void *)r);
+    *n = k;
+    return a;
 }
