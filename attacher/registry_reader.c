@@ -76,53 +76,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- checked text ---------------------------------------------------- */
 
-/* Length of the UTF-8 sequence at s (n bytes available), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    size_t k, i;
-    uint32_t c;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        k = 2, c = s[0] & 0x1fu;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        k = 3, c = s[0] & 0x0fu;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        k = 4, c = s[0] & 0x07u;
-    else
-        return 0;
-    if (k > n)
-        return 0;
-    for (i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if ((k == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
-        (k == 4 && (c < 0x10000 || c > 0x10ffff)))
-        return 0;
-    return k;
-}
-
-/* 1 if s[0..n) is UTF-8 without NUL or other control characters. */
-static int text_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        size_t k;
-
-        if (s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-        k = utf8_seq(s + i, n - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 /* ---- loads from the shared mapping ----------------------------------- */
 
 /* Fields are 4/8-byte aligned (base is, offsets are validated): atomic
@@ -178,7 +131,7 @@ static int check_layout(struct registry *r, const struct vmprof_reg_header *h,
         goto bad;               /* the tables overlap */
     nul = memchr(h->vm_name, '\0', sizeof h->vm_name);
     name_len = nul ? (uint64_t)(nul - h->vm_name) : sizeof h->vm_name;
-    if (!nul || !text_valid((const unsigned char *)h->vm_name, name_len))
+    if (!nul || !vmprof_reg_text_valid(h->vm_name, name_len))
         goto bad;
 
     r->info.abi_version = h->abi_version;
@@ -566,7 +519,7 @@ int registry_poll_codes(struct registry *reg, registry_code_fn fn, void *arg, si
         name[rec.len] = '\0';
         reg->code_pos += size;
         if (rec.kind != VMPROF_REG_REC_CODE ||
-            !text_valid((const unsigned char *)name, rec.len)) {
+            !vmprof_reg_text_valid(name, rec.len)) {
             reg->st.bad_records++;
             continue;
         }

@@ -18,6 +18,7 @@
  * VMPROF_MAX_STRING), so every record fits once the buffer is flushed.
  */
 #include "vmprof_writer.h"
+#include "vmprof_registry_abi.h"    /* vmprof_utf8_seq: the one UTF-8 rule */
 
 #include <assert.h>
 #include <errno.h>
@@ -193,50 +194,13 @@ static uint8_t *reserve(struct vmprof_writer *w, size_t need)
 
 /* ---- strings -------------------------------------------------------------- */
 
-/* Length (1-4) of the valid UTF-8 character at s (avail bytes left), or 0.
- * Rejects overlong forms, surrogates and code points above U+10FFFF, as
- * Python's decoder does. */
-static size_t utf8_char(const unsigned char *s, size_t avail)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (avail < n)
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0;
-    else if (c == 0xed)
-        hi = 0x9f;
-    else if (c == 0xf0)
-        lo = 0x90;
-    else if (c == 0xf4)
-        hi = 0x8f;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 int vmprof_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
 
     while (i < n) {
-        size_t k = u[i] ? utf8_char(u + i, n - i) : 0;
+        size_t k = u[i] ? vmprof_utf8_seq(u + i, n - i) : 0;
         if (k == 0)
             return 0;
         i += k;
@@ -257,7 +221,7 @@ static size_t escape(char *dst, size_t cap, const char *src, int *complete)
         return 0;
     while (i < n) {
         const char *rep = NULL;
-        size_t k = utf8_char(s + i, n - i), in = k, out = k;
+        size_t k = vmprof_utf8_seq(s + i, n - i), in = k, out = k;
 
         if (s[i] == ':') {
             rep = ratio;

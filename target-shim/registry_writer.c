@@ -61,59 +61,12 @@ void vmreg_publish(void *base)
     __atomic_store_n(&hdr(base)->magic, VMPROF_REG_MAGIC, __ATOMIC_RELEASE);
 }
 
-/* Length of the UTF-8 sequence at s (n bytes available), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    size_t k, i;
-    uint32_t c;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        k = 2, c = s[0] & 0x1fu;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        k = 3, c = s[0] & 0x0fu;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        k = 4, c = s[0] & 0x07u;
-    else
-        return 0;
-    if (k > n)
-        return 0;
-    for (i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if ((k == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
-        (k == 4 && (c < 0x10000 || c > 0x10ffff)))
-        return 0;
-    return k;
-}
-
-int vmreg_text_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        size_t k;
-
-        if (u[i] < 0x20 || u[i] == 0x7f)
-            return 0;
-        k = utf8_seq(u + i, n - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 int vmreg_set_vm(void *base, uint32_t kind, const char *name, uint64_t version)
 {
     struct vmprof_reg_header *h = hdr(base);
     size_t n = name ? strnlen(name, VMPROF_REG_VM_NAME_SIZE) : 0;
 
-    if (n == 0 || n >= VMPROF_REG_VM_NAME_SIZE || !vmreg_text_valid(name, n)) {
+    if (n == 0 || n >= VMPROF_REG_VM_NAME_SIZE || !vmprof_reg_text_valid(name, n)) {
         errno = EINVAL;
         return -1;
     }
@@ -156,7 +109,7 @@ int vmreg_code_append(void *base, uint64_t id, const char *name, size_t len)
     struct vmprof_reg_code_record rec;
     char *p;
 
-    if (len == 0 || len > VMPROF_REG_NAME_MAX || !vmreg_text_valid(name, len)) {
+    if (len == 0 || len > VMPROF_REG_NAME_MAX || !vmprof_reg_text_valid(name, len)) {
         __atomic_fetch_add(&h->codes_dropped, 1, __ATOMIC_RELAXED);
         errno = EINVAL;
         return -1;

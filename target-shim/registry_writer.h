@@ -25,8 +25,6 @@ int vmreg_format(void *base, uint64_t size, uint32_t thread_slots,
 /* Release-stores the magic: from now on readers accept the segment. */
 void vmreg_publish(void *base);
 
-/* 1 if s[0..n) is UTF-8 without NUL or control characters. */
-int vmreg_text_valid(const char *s, size_t n);
 
 /* Describes the VM. Name: 1..63 bytes of valid text (EINVAL otherwise). */
 int vmreg_set_vm(void *base, uint32_t kind, const char *name, uint64_t version);

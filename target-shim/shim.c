@@ -318,7 +318,7 @@ VMPROF_SHIM_EXPORT int vmprof_shim_init(const char *vm_name, const void *addr_in
     uint64_t lo, hi;
     int rc;
 
-    if (n == 0 || n >= VMPROF_REG_VM_NAME_SIZE || !vmreg_text_valid(vm_name, n)) {
+    if (n == 0 || n >= VMPROF_REG_VM_NAME_SIZE || !vmprof_reg_text_valid(vm_name, n)) {
         errno = EINVAL;
         return -1;
     }
@@ -346,7 +346,7 @@ VMPROF_SHIM_EXPORT int vmprof_shim_register_code(uint64_t code_id, const char *n
     size_t n = name ? strnlen(name, VMPROF_REG_NAME_MAX + 1) : 0;
     int rc;
 
-    if (n == 0 || n > VMPROF_REG_NAME_MAX || !vmreg_text_valid(name, n)) {
+    if (n == 0 || n > VMPROF_REG_NAME_MAX || !vmprof_reg_text_valid(name, n)) {
         errno = EINVAL;
         return -1;
     }

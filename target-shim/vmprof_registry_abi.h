@@ -175,4 +175,61 @@ VMPROF_REG_ASSERT(VMPROF_REG_HEADER_SPACE >= sizeof(struct vmprof_reg_header), "
 VMPROF_REG_ASSERT(VMPROF_REG_HEADER_SPACE + (uint64_t)VMPROF_REG_THREAD_SLOTS * 32u
                   < VMPROF_REG_SIZE, "tables fit");
 
+/* ---- text -------------------------------------------------------------- */
+
+/* Names in the registry (and in the vmprof log) are UTF-8: this is the one
+ * definition of a valid sequence, used by the shim when it publishes a
+ * name, by the attacher when it reads one, and by the log writer.
+ * Returns the length of the UTF-8 sequence at s (n bytes available), or 0
+ * when it is invalid (overlong, surrogate, above U+10FFFF, cut short). */
+static inline size_t vmprof_utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t k, i;
+    uint32_t c;
+
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        k = 2, c = s[0] & 0x1fu;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        k = 3, c = s[0] & 0x0fu;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        k = 4, c = s[0] & 0x07u;
+    else
+        return 0;
+    if (k > n)
+        return 0;
+    for (i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3fu);
+    }
+    if ((k == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+        (k == 4 && (c < 0x10000 || c > 0x10ffff)))
+        return 0;
+    return k;
+}
+
+/* 1 if s[0..n) is valid registry text: UTF-8 without NUL or other
+ * control characters. */
+static inline int vmprof_reg_text_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < n) {
+        size_t k;
+
+        if (u[i] < 0x20 || u[i] == 0x7f)
+            return 0;
+        k = vmprof_utf8_seq(u + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
 #endif
