@@ -121,7 +121,7 @@ static void print_stats(const struct sampler *s)
             "stop_us_p50=%.0f stop_us_p99=%.0f stop_us_max=%.0f unwind_failures=%llu "
             "frames=%llu live_reads=%llu repeated=%llu threads_seen=%llu "
             "threads_vanished=%llu signals_passed=%llu vm_capture_failures=%llu "
-            "maps_reloads=%llu stack_bytes_avg=%llu\n",
+            "maps_reloads=%llu stack_bytes_avg=%llu fp_steps=%llu\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -132,7 +132,8 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)s->sess->signals_passed,
             (unsigned long long)(s->dec ? s->dec->stat_capture_fail : 0),
             (unsigned long long)s->maps_reloads,
-            (unsigned long long)(s->stops ? s->stack_bytes / s->stops : 0));
+            (unsigned long long)(s->stops ? s->stack_bytes / s->stops : 0),
+            (unsigned long long)us->fp_steps);
 }
 
 struct find_ctx { int notice_given; int quiet; };
@@ -268,6 +269,14 @@ int main(int argc, char **argv)
         session_free(&sess);
         return EXIT_RUNTIME;
     }
+    /* Symbols are resolved at the end, when the target may be gone: open
+     * the symbolizer now and let it find the perf map now, while the
+     * target's namespace PID (the map's name) can still be read. */
+    struct symbolizer *sym = sym_open(sess.pid, &s->maps, root, NULL);
+    if (sym) {
+        struct sym_result unused;
+        sym_resolve(sym, 0, 0, &unused);
+    }
     s->find_vm = find_vm;
     s->find_vm_arg = &fc;
     s->cmdline = cmdline;
@@ -285,15 +294,16 @@ int main(int argc, char **argv)
         rc = EXIT_RUNTIME;
     }
     if (s->prof) {
-        struct symbolizer *sym = sym_open(sess.pid, &s->maps, root, NULL);
+        if (sym && sym_update_maps(sym, &s->maps) < 0) {
+            sym_close(sym);
+            sym = NULL;
+        }
         uint64_t nsamples = profile_samples(s->prof);
         if (profile_finish(s->prof, sym, &s->end_tv, err, sizeof(err)) < 0) {
             die_line(err);
             rc = EXIT_RUNTIME;
         }
         s->prof = NULL;
-        if (sym)
-            sym_close(sym);
         if (!o.quiet && rc == EXIT_OK)
             print_top(outpath, 10);
         if (!o.quiet)
@@ -319,6 +329,8 @@ int main(int argc, char **argv)
             rc = EXIT_RUNTIME;
         }
     }
+    if (sym)
+        sym_close(sym);
     sampler_free(s);
     free(s);
     session_free(&sess);

@@ -36,6 +36,7 @@ void options_usage(FILE *out)
 "                       native frames: ext (default) hides the interpreter's own,\n"
 "                       all keeps every frame, none keeps VM frames only\n"
 "      --lines          record the current line of every VM frame\n"
+"      --mem            record the process's resident set size with every sample\n"
 "      --shim PATH      shim library to preload for COMMAND\n"
 "      --stats          print sampler statistics as key=value at the end\n"
 "  -q, --quiet          no summary at the end\n"
@@ -65,7 +66,7 @@ static int parse_pid(const char *s, pid_t *out)
     return 0;
 }
 
-enum { OPT_STATS = 256, OPT_MODE, OPT_NATIVE, OPT_LINES, OPT_VERSION, OPT_SHIM };
+enum { OPT_STATS = 256, OPT_MODE, OPT_NATIVE, OPT_LINES, OPT_VERSION, OPT_SHIM, OPT_MEM };
 
 static const struct option long_opts[] = {
     { "pid", required_argument, NULL, 'p' },
@@ -78,6 +79,7 @@ static const struct option long_opts[] = {
     { "mode", required_argument, NULL, OPT_MODE },
     { "native", required_argument, NULL, OPT_NATIVE },
     { "lines", no_argument, NULL, OPT_LINES },
+    { "mem", no_argument, NULL, OPT_MEM },
     { "version", no_argument, NULL, OPT_VERSION },
     { "shim", required_argument, NULL, OPT_SHIM },
     { NULL, 0, NULL, 0 },
@@ -122,6 +124,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_VERSION: o->version = 1; return 0;
         case OPT_STATS: o->stats = 1; break;
         case OPT_LINES: o->lines = 1; break;
+        case OPT_MEM: o->mem = 1; break;
         case OPT_SHIM: o->shim_path = optarg; break;
         case OPT_MODE:
             if (strcmp(optarg, "cpu") == 0) o->mode = MODE_CPU;

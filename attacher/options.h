@@ -25,6 +25,7 @@ struct options {
     enum sample_mode mode;
     enum native_mode native;
     int lines;                  /* --lines */
+    int mem;                    /* --mem: resident set size with every sample */
     int stats;                  /* --stats */
     int quiet;                  /* -q */
     int help, version;

@@ -34,7 +34,8 @@ struct profile *profile_open(const struct profile_opts *o, char *err, size_t err
     }
     struct vmprof_writer_opts wo = {
         .period_usec = o->period_usec,
-        .mode_flags = (uint8_t)((o->lines ? VMPROF_MODE_LINES : 0) |
+        .mode_flags = (uint8_t)((o->memory ? VMPROF_MODE_MEMORY : 0) |
+                                (o->lines ? VMPROF_MODE_LINES : 0) |
                                 (o->native ? VMPROF_MODE_NATIVE : 0) |
                                 (o->wall ? VMPROF_MODE_REAL_TIME : 0)),
         .interp_name = o->interp,
@@ -97,13 +98,14 @@ static int natives_add(struct profile *p, uint64_t a)
     return 0;
 }
 
-int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat)
+int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat,
+                uint64_t rss_kb)
 {
     for (int i = p->lines ? 1 : 0; i < n; i += p->lines ? 2 : 1)
         if ((words[i] & 1) && natives_add(p, words[i]) < 0)
             return -1;
     for (int r = 0; r < repeat; r++) {
-        if (vmw_stack(p->w, words, (size_t)n, (uint64_t)tid, 0) < 0) {
+        if (vmw_stack(p->w, words, (size_t)n, (uint64_t)tid, rss_kb) < 0) {
             p->failed = 1;
             return -1;
         }

@@ -20,6 +20,7 @@ struct profile_opts {
     int fd;                     /* output, opened by the caller */
     uint64_t period_usec;
     int lines, wall, native;    /* mode flags for the header */
+    int memory;                 /* MEMORY flag: an RSS word with every sample */
     const char *interp;         /* "cpython", a VM's name, or "native" */
 };
 
@@ -27,8 +28,10 @@ struct profile *profile_open(const struct profile_opts *o, char *err, size_t err
 int profile_meta(struct profile *p, const char *key, const char *value);
 /* Sink for vm_decoder names (vm_name_sink). */
 void profile_vm_name(void *arg, uint64_t id, const char *name);
-/* Append one sample (words as merge_stack made them) `repeat` times. */
-int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat);
+/* Append one sample (words as merge_stack made them) `repeat` times;
+ * rss_kb (the process's resident set in KiB) is written in MEMORY mode. */
+int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat,
+                uint64_t rss_kb);
 uint64_t profile_samples(const struct profile *p);
 /* Resolve native symbols (sym may be NULL), write the trailer with the
  * time sampling ended (NULL: now), flush. Returns 0, or -1 with the write

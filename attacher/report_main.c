@@ -4,6 +4,7 @@
  *   vmprof-report FILE [--top N] [--tree] [--collapsed] [--flamegraph SVG]
  *                 [--speedscope JSON] [--threshold PCT] [--thread TID]...
  *                 [--lines] [--fold-recursion] [--full-paths] [--all-frames]
+ *                 [--mem]
  *
  * Without a view it prints the overview: the summary, the top 10 and the
  * compact tree, to fit one screen. Text views go to stdout; --collapsed
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "report.h"
+#include "report_mem.h"
 #include "vmprof_reader.h"
 
 #ifndef VMPROF_REPORT_VERSION
@@ -37,7 +39,7 @@ struct args {
     struct report_opts ro;
     uint64_t tids[MAX_THREADS];
     struct report_text_opts to;
-    int want_top, want_tree, want_collapsed, threshold_set;
+    int want_top, want_tree, want_collapsed, want_mem, threshold_set;
     const char *svg, *json;
 };
 
@@ -54,6 +56,8 @@ static void usage(FILE *f)
         "                      flamegraph.pl, speedscope and friends\n"
         "  --flamegraph FILE   interactive SVG flame graph; open it in a browser\n"
         "  --speedscope FILE   speedscope JSON (load it at www.speedscope.app)\n"
+        "  --mem               memory curve and RSS growth by function (logs\n"
+        "                      recorded with --mem)\n"
         "Options:\n"
         "  --threshold PCT     cut tree nodes under PCT%% of samples (default 1;\n"
         "                      2 in the overview)\n"
@@ -109,6 +113,7 @@ static int one_opt(int c, struct args *a, char **argv)
         return -1;
     case 't': a->want_tree = 1; return -1;
     case 'c': a->want_collapsed = 1; return -1;
+    case 'M': a->want_mem = 1; return -1;
     case 'F': a->svg = optarg; return -1;
     case 'S': a->json = optarg; return -1;
     case 'p':
@@ -143,6 +148,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "top", required_argument, NULL, 'n' },
         { "tree", no_argument, NULL, 't' },
         { "collapsed", no_argument, NULL, 'c' },
+        { "mem", no_argument, NULL, 'M' },
         { "flamegraph", required_argument, NULL, 'F' },
         { "speedscope", required_argument, NULL, 'S' },
         { "threshold", required_argument, NULL, 'p' },
@@ -175,7 +181,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 static int overview(const struct args *a)
 {
     return !a->want_top && !a->want_tree && !a->want_collapsed && !a->svg &&
-           !a->json;
+           !a->json && !a->want_mem;
 }
 
 /* "demo.prof: cpython, 410 samples in 3.17 s, 2 threads, lines" */
@@ -335,6 +341,11 @@ static int run(struct args *a, const struct vmprof_profile *p)
                 "vmprof-attach --lines (or vmprof --lines)\n", a->path);
         return 1;
     }
+    if (a->want_mem && !report_has_memory(p)) {
+        fprintf(stderr, "vmprof-report: %s has no memory: record with "
+                "vmprof-attach --mem (or vmprof --mem)\n", a->path);
+        return 1;
+    }
     if (overview(a))
         a->ro.fold_recursion = 1;   /* the compact tree reads better so */
     if (report_build(&r, p, &a->ro) < 0) {
@@ -352,17 +363,25 @@ static int run(struct args *a, const struct vmprof_profile *p)
             a->to.threshold_pct = OVERVIEW_THRESHOLD;
         a->to.max_lines = OVERVIEW_TREE_LINES;
         report_print_summary(stdout, p, r, a->path);
+        report_print_mem_curve(stdout, p, 0);
         if (report_samples(r)) {
             report_print_top(stdout, r, &a->to);
             report_print_compact_tree(stdout, r, &a->to);
         } else
             printf("\nno samples\n");
-    } else if (a->want_top || a->want_tree) {
+    } else if (a->want_top || a->want_tree || a->want_mem) {
         report_print_summary(stdout, p, r, a->path);
         if (a->want_top)
             report_print_top(stdout, r, &a->to);
         if (a->want_tree)
             report_print_tree(stdout, r, &a->to);
+        if (a->want_mem) {
+            report_print_mem_curve(stdout, p, 0);
+            if (report_print_mem_functions(stdout, r, &a->to) < 0) {
+                fprintf(stderr, "vmprof-report: out of memory\n");
+                rc = 1;
+            }
+        }
     }
     if (a->want_collapsed && report_write_collapsed(stdout, r) < 0)
         rc = 1;

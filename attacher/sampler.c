@@ -13,6 +13,10 @@
  *        moved since its last sample is not stopped: its last stack is
  *        repeated.
  * Stop time (PTRACE_INTERRUPT to PTRACE_CONT) is measured per sample.
+ * --mem: the resident set size (/proc/PID/statm, fd kept open) is read
+ * once per tick, just before its first stop (after the unwind, a target
+ * that grows fast would have moved on), and written with every sample of
+ * that tick; once the target is gone, the last value read stays.
  */
 #include "sampler.h"
 
@@ -69,6 +73,50 @@ static int reload_maps(struct sampler *s)
     return unwinder_set_maps(s->uw, &s->maps);
 }
 
+/* The PID the target sees in its own namespace (last NStgid field of
+ * /proc/PID/status): its perf map is named by it. */
+static long process_ns_pid(pid_t pid)
+{
+    char path[64], line[256];
+    long v = pid;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return v;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "NStgid:", 7) != 0)
+            continue;
+        char *last = strrchr(line, '\t');
+        long x = last ? strtol(last + 1, NULL, 10) : 0;
+        if (x > 0)
+            v = x;
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+/* Resident set of the target in KiB, read at most once per tick. */
+static uint64_t current_rss(struct sampler *s)
+{
+    if (s->statm_fd < 0 || s->rss_tick == s->ticks)
+        return s->rss_kb;
+    s->rss_tick = s->ticks;
+    char buf[128];
+    ssize_t n = pread(s->statm_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return s->rss_kb;       /* gone: keep the last value */
+    buf[n] = '\0';
+    char *p = buf, *end;
+    strtoull(p, &end, 10);      /* size, then resident, in pages */
+    unsigned long long pages = strtoull(end, &p, 10);
+    if (p != end) {
+        long page = sysconf(_SC_PAGESIZE);
+        s->rss_kb = (uint64_t)pages * (uint64_t)(page > 0 ? page : 4096) / 1024;
+    }
+    return s->rss_kb;
+}
+
 int sampler_init(struct sampler *s, const struct options *o, struct session *sess,
                  const char *root, int out_fd)
 {
@@ -76,14 +124,27 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
     s->o = o;
     s->sess = sess;
     s->out_fd = out_fd;
+    s->statm_fd = -1;
     snprintf(s->root, sizeof(s->root), "%s", root);
+    if (o->mem) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/statm", (int)sess->pid);
+        s->statm_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (s->statm_fd < 0) {
+            snprintf(s->err, sizeof(s->err), "cannot read %s for --mem: %s", path,
+                     strerror(errno));
+            return -1;
+        }
+    }
     remote_mem_init(&s->mem, sess->pid);
     if (snapshot_init(&s->snap, SNAPSHOT_STACK_DEFAULT) < 0) {
         snprintf(s->err, sizeof(s->err), "out of memory");
         return -1;
     }
     s->uw = unwinder_new(&s->mem, root);
-    if (!s->uw) {
+    char pm[128];
+    snprintf(pm, sizeof(pm), "%s/tmp/perf-%ld.map", root, process_ns_pid(sess->pid));
+    if (!s->uw || unwinder_set_perfmap(s->uw, pm) < 0) {
         snprintf(s->err, sizeof(s->err), "cannot create the unwinder (libunwind)");
         return -1;
     }
@@ -188,8 +249,9 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 /* Write a sample, or keep it until the log is open. */
 static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat)
 {
+    uint64_t rss = s->o->mem ? current_rss(s) : 0;
     if (s->prof)
-        return profile_add(s->prof, w, n, tid, repeat);
+        return profile_add(s->prof, w, n, tid, repeat, rss);
     if (s->npending % 64 == 0) {
         struct pending_sample *np = realloc(s->pending, (s->npending + 64) * sizeof(*np));
         if (!np)
@@ -200,7 +262,7 @@ static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repe
     if (!copy)
         return -1;
     memcpy(copy, w, (size_t)n * sizeof(*w));
-    s->pending[s->npending++] = (struct pending_sample){ tid, n, repeat, copy };
+    s->pending[s->npending++] = (struct pending_sample){ tid, n, repeat, rss, copy };
     return 0;
 }
 
@@ -218,7 +280,7 @@ static void drop_pending(struct sampler *s)
 static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64_t live_before)
 {
     uint64_t need = t->stack_need;
-    if (unwinder_stats(s->uw)->live_reads > live_before) {
+    if (unwinder_stats(s->uw)->stack_live_reads > live_before) {
         need *= 2;
     } else if (nn > 0) {
         uint64_t top = s->nat[nn - 1].cfa != UINT64_MAX ? s->nat[nn - 1].cfa : s->nat[nn - 1].sp + 64;
@@ -238,6 +300,9 @@ static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64
 static void sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
     pid_t vm_tid = s->dec ? thread_ns_tid(s, t) : t->tid;
+    if (s->o->mem)
+        current_rss(s);         /* the tick's RSS, read as close to the stack as
+                                   can be without lengthening the stop */
     uint64_t t0 = now_ns();
     if (session_stop_thread(s->sess, t) != 0)
         return;
@@ -254,7 +319,7 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
         reload_maps(s);
 
     int unknown;
-    uint64_t live_before = unwinder_stats(s->uw)->live_reads;
+    uint64_t live_before = unwinder_stats(s->uw)->stack_live_reads;
     int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
     if (unknown && s->maps_reload_tick != s->ticks) {
         /* A library loaded since the last read of maps: read them again
@@ -288,6 +353,7 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
  * waits at most IDLE_BACKOFF_MAX ticks. */
 #define IDLE_BACKOFF_MAX 16
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
+#define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
 
 static void repeat_last(struct sampler *s, struct thread *t)
 {
@@ -315,7 +381,10 @@ static void tick(struct sampler *s)
             continue;           /* vanishing: its exit is reaped soon */
         int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
         t->cpu_ns = (uint64_t)cpu;
-        if (delta == 0) {
+        /* Our own stop costs a blocked thread a few microseconds of CPU
+         * (the trap, the restarted system call): that is not running. */
+        int idle = delta >= 0 && delta < STOP_CPU_NOISE_NS;
+        if (idle) {
             uint32_t wait = t->idle_streak < 4 ? 1u << t->idle_streak : IDLE_BACKOFF_MAX;
             t->idle_streak++;
             t->next_check = s->ticks + (wait < IDLE_BACKOFF_MAX ? wait : IDLE_BACKOFF_MAX);
@@ -332,7 +401,7 @@ static void tick(struct sampler *s)
             int k = (int)t->credit;
             t->credit -= (double)k;
             sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX);
-        } else if (delta == 0 && t->last_n > 0) {
+        } else if (idle && t->last_n > 0) {
             repeat_last(s, t);
         } else {
             sample_thread(s, t, 1);
@@ -351,6 +420,7 @@ int sampler_open_profile(struct sampler *s)
         .lines = s->o->lines,
         .wall = s->o->mode == MODE_WALL,
         .native = s->o->native != NATIVE_NONE,
+        .memory = s->o->mem,
         .interp = s->dec ? s->dec->interp_name : "native",
     };
     s->prof = profile_open(&po, s->err, sizeof(s->err));
@@ -368,7 +438,7 @@ int sampler_open_profile(struct sampler *s)
                  s->o->native == NATIVE_NONE ? "none" : "ext");
     for (size_t i = 0; i < s->npending; i++) {
         struct pending_sample *ps = &s->pending[i];
-        profile_add(s->prof, ps->words, ps->n, ps->tid, ps->repeat);
+        profile_add(s->prof, ps->words, ps->n, ps->tid, ps->repeat, ps->rss_kb);
     }
     drop_pending(s);
     return 0;
@@ -486,4 +556,7 @@ void sampler_free(struct sampler *s)
     s->uw = NULL;
     sym_maps_free(&s->maps);
     snapshot_free(&s->snap);
+    if (s->statm_fd >= 0)
+        close(s->statm_fd);
+    s->statm_fd = -1;
 }

@@ -49,12 +49,15 @@ struct sampler {
     struct profile *prof;
     /* Samples taken before the log is opened (while a spawned VM has not
      * yet published its registry): written first once it is. */
-    struct pending_sample { pid_t tid; int n, repeat; uint64_t *words; } *pending;
+    struct pending_sample { pid_t tid; int n, repeat; uint64_t rss_kb; uint64_t *words; } *pending;
     size_t npending;
     int out_fd;
     const char *cmdline;        /* META "command" */
     int status_line;            /* stderr is a terminal: show live progress */
     char root[64];              /* where objects are opened */
+    /* --mem: /proc/PID/statm held open, read at most once a tick */
+    int statm_fd;
+    uint64_t rss_kb, rss_tick;  /* last value read, and its tick (0: none) */
     struct snapshot snap;
     struct native_frame nat[MAX_NATIVE_FRAMES];
     uint64_t words[MAX_STACK_WORDS];

@@ -13,6 +13,17 @@
  *  - nothing is written to the target; libunwind's writes are refused.
  * Cost notes: function starts (for the log) are cached by IP in a small
  * direct-mapped table, so unw_get_proc_info runs once per new IP.
+ *
+ * Code without unwind tables (JIT code in anonymous or memfd mappings,
+ * objects without .eh_frame_hdr) is stepped here, not by libunwind: its
+ * own fallback guesses the caller's SP as CFA + 16, which is wrong for
+ * any frame with locals or saved registers, and the caller's unwind then
+ * goes astray. We follow the frame-pointer convention instead ([rbp] =
+ * caller's rbp, [rbp + 8] = return address, caller's sp = rbp + 16),
+ * checking each step against the stack mapping, and restart libunwind on
+ * the caller's registers. The function start of such a frame (the word
+ * the log uses, so that all samples in one JIT function share it) is the
+ * start of its entry in the target's perf map, when it has one.
  */
 #include "unwind.h"
 
@@ -20,11 +31,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libunwind.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* DWARF pointer encodings used by .eh_frame_hdr. */
@@ -39,6 +52,8 @@ extern int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip
 
 #define MAX_SEGS 16
 #define FUNC_CACHE_SIZE 65536   /* power of two */
+#define PERFMAP_MAX_BYTES (64u << 20)
+#define PERFMAP_CHECK_NS 100000000ull  /* re-stat the perf map at most this often */
 
 struct useg { uint64_t vaddr, offset, filesz; uint32_t flags; };
 
@@ -64,6 +79,17 @@ struct umap {
 
 struct func_slot { uint64_t key, func; };
 
+/* The target's perf map, read here for function starts only (names come
+ * from symbols/ at the end). Re-read when a lookup misses and the file
+ * changed, at most every PERFMAP_CHECK_NS. */
+struct jit_map {
+    char *path;                 /* NULL: no lookups */
+    struct sym_perfmap pm;
+    struct stat st;             /* of the file as last read */
+    int have;
+    uint64_t next_check_ns;
+};
+
 struct unwinder {
     struct remote_mem *mem;
     char root[64];
@@ -72,8 +98,13 @@ struct unwinder {
     struct umap *umaps;
     struct uobj *objs;
     struct func_slot *funcs;
+    struct jit_map jit;
     struct unwind_stats st;
     const struct snapshot *cur; /* the snapshot being unwound */
+    struct user_regs_struct regs;   /* what access_reg serves: the snapshot's,
+                                       then a frame-pointer step's result */
+    uint64_t stack_lo, stack_hi;    /* the stack mapping of the snapshot's SP, */
+    int stack_known;                /* or (0) the copy, when maps lack it */
 };
 
 /* ---- objects ----------------------------------------------------------- */
@@ -304,12 +335,10 @@ static int acc_get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *addr, voi
     return -UNW_ENOINFO;
 }
 
-static int acc_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp,
-                          int write, void *arg)
+/* One word of the target: from the snapshot, an object file, or (last)
+ * the live process. 0 on success. */
+static int read_word(struct unwinder *u, uint64_t addr, uint64_t *valp)
 {
-    struct unwinder *u = arg;
-    if (write)
-        return -UNW_EINVAL;
     const struct snapshot *sn = u->cur;
     if (sn && addr >= sn->stack_lo && addr - sn->stack_lo <= sn->stack_len &&
         sn->stack_len - (addr - sn->stack_lo) >= sizeof(*valp)) {
@@ -319,9 +348,22 @@ static int acc_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp
     if (read_from_obj(u, addr, valp, sizeof(*valp)) == 0)
         return 0;
     u->st.live_reads++;
-    if (remote_read(u->mem, addr, valp, sizeof(*valp)) == 0)
-        return 0;
-    return -UNW_EINVAL;
+    if (addr >= u->stack_lo && (addr < u->stack_hi || !u->stack_known))
+        u->st.stack_live_reads++;
+    return remote_read(u->mem, addr, valp, sizeof(*valp)) == 0 ? 0 : -1;
+}
+
+static int acc_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp,
+                          int write, void *arg)
+{
+    struct unwinder *u = arg;
+    if (write)
+        return -UNW_EINVAL;
+    uint64_t v;
+    if (read_word(u, addr, &v) < 0)
+        return -UNW_EINVAL;
+    *valp = v;
+    return 0;
 }
 
 static int acc_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp,
@@ -330,7 +372,7 @@ static int acc_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *val
     struct unwinder *u = arg;
     if (write || !u->cur)
         return -UNW_EINVAL;
-    const struct user_regs_struct *r = &u->cur->regs;
+    const struct user_regs_struct *r = &u->regs;
     switch (reg) {
     case UNW_X86_64_RAX: *valp = r->rax; break;
     case UNW_X86_64_RDX: *valp = r->rdx; break;
@@ -382,6 +424,148 @@ static unw_accessors_t accessors = {
     .get_proc_name = acc_get_proc_name,
 };
 
+/* ---- code without unwind tables (JIT) ---------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Read the perf map again if it changed since it was last read. Whole
+ * lines only: the JIT may be writing the last one right now (the rest is
+ * read once the file changes again). */
+static void jit_reload(struct jit_map *j)
+{
+    struct stat st;
+    if (stat(j->path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        (uint64_t)st.st_size > PERFMAP_MAX_BYTES || (j->have && same_file(&st, &j->st)))
+        return;
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    size_t len = (size_t)st.st_size, got = 0;
+    char *text = malloc(len);
+    while (text && got < len) {
+        ssize_t r = read(fd, text + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!text)
+        return;
+    while (got > 0 && text[got - 1] != '\n')
+        got--;
+    struct sym_perfmap fresh;
+    if (sym_perfmap_parse(&fresh, text, got) == 0) {
+        sym_perfmap_free(&j->pm);
+        j->pm = fresh;
+        j->st = st;
+        j->have = 1;
+    }
+    free(text);
+}
+
+/* Start of the perf map entry holding ip, 0 if none. A miss re-reads a
+ * changed file, at most every PERFMAP_CHECK_NS: a JIT writes the entry
+ * when it emits the code, so misses are rare once it has warmed up. */
+static uint64_t jit_func(struct unwinder *u, uint64_t ip)
+{
+    struct jit_map *j = &u->jit;
+    if (!j->path)
+        return 0;
+    const struct sym_perfmap_entry *e = sym_perfmap_find(&j->pm, ip);
+    if (!e) {
+        uint64_t now = mono_ns();
+        if (now < j->next_check_ns)
+            return 0;
+        j->next_check_ns = now + PERFMAP_CHECK_NS;
+        jit_reload(j);
+        e = sym_perfmap_find(&j->pm, ip);
+    }
+    return e ? e->start : 0;
+}
+
+/* Executable memory libunwind has no unwind table for: anonymous or
+ * non-ELF mappings (JIT code), objects without .eh_frame_hdr. */
+static int lacks_table(struct unwinder *u, const struct sym_mapping *m)
+{
+    if (!(m->prot & SYM_PROT_X))
+        return 0;
+    struct umap *um = umap_get(u, m);
+    return !um->obj || !um->obj->has_table;
+}
+
+/* The registers libunwind knows for the cursor's frame (those it cannot
+ * tell keep their previous value). */
+static void regs_from_cursor(unw_cursor_t *c, struct user_regs_struct *r)
+{
+    static const struct { int reg; size_t off; } take[] = {
+        { UNW_X86_64_RIP, offsetof(struct user_regs_struct, rip) },
+        { UNW_X86_64_RSP, offsetof(struct user_regs_struct, rsp) },
+        { UNW_X86_64_RBP, offsetof(struct user_regs_struct, rbp) },
+        { UNW_X86_64_RBX, offsetof(struct user_regs_struct, rbx) },
+        { UNW_X86_64_R12, offsetof(struct user_regs_struct, r12) },
+        { UNW_X86_64_R13, offsetof(struct user_regs_struct, r13) },
+        { UNW_X86_64_R14, offsetof(struct user_regs_struct, r14) },
+        { UNW_X86_64_R15, offsetof(struct user_regs_struct, r15) },
+    };
+    for (size_t i = 0; i < sizeof(take) / sizeof(take[0]); i++) {
+        unw_word_t v;
+        if (unw_get_reg(c, take[i].reg, &v) == 0)
+            memcpy((char *)r + take[i].off, &v, sizeof(v));
+    }
+}
+
+/* One step out of a frame without unwind table, by the frame-pointer
+ * convention. For the innermost frame, a pc on `push rbp` or `ret` means
+ * the frame is not (or no more) set up, and on `mov rbp, rsp` that only
+ * rbp is pushed: the return address is then found from sp. Checked: rbp
+ * aligned, at or above sp and inside the stack mapping; the return
+ * address in executable memory. Returns 1 (r is the caller's), 0 at the
+ * end of the chain (rbp 0), -1 when the chain cannot be trusted. */
+static int fp_step(struct unwinder *u, struct user_regs_struct *r, int innermost)
+{
+    uint64_t sp = r->rsp, rbp = r->rbp, caller_rbp = rbp, ret, nsp, code;
+    int op = -1;
+    if (innermost && read_word(u, r->rip, &code) == 0) {
+        if ((code & 0xff) == 0x55 || (code & 0xff) == 0xc3)
+            op = 0;                             /* push rbp / ret */
+        else if ((code & 0xffffff) == 0xe58948)
+            op = 1;                             /* mov rbp, rsp */
+    }
+    if (op >= 0) {
+        if ((op == 1 && read_word(u, sp, &caller_rbp) < 0) ||
+            read_word(u, sp + 8 * (uint64_t)op, &ret) < 0)
+            return -1;
+        nsp = sp + 8 + 8 * (uint64_t)op;
+    } else {
+        if (rbp == 0)
+            return 0;
+        if ((rbp & 7) || rbp < sp || rbp >= u->stack_hi || u->stack_hi - rbp < 16 ||
+            read_word(u, rbp, &caller_rbp) < 0 || read_word(u, rbp + 8, &ret) < 0)
+            return -1;
+        nsp = rbp + 16;
+    }
+    const struct sym_mapping *m = find_map(u, ret);
+    if (!m || !(m->prot & SYM_PROT_X))
+        return -1;
+    r->rip = ret;
+    r->rsp = nsp;
+    r->rbp = caller_rbp;
+    return 1;
+}
+
 /* ---- public ------------------------------------------------------------ */
 
 struct unwinder *unwinder_new(struct remote_mem *mem, const char *root)
@@ -412,6 +596,18 @@ int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps)
     return um ? 0 : -1;
 }
 
+int unwinder_set_perfmap(struct unwinder *u, const char *path)
+{
+    char *p = path ? strdup(path) : NULL;
+    if (path && !p)
+        return -1;
+    free(u->jit.path);
+    sym_perfmap_free(&u->jit.pm);
+    memset(&u->jit, 0, sizeof(u->jit));
+    u->jit.path = p;
+    return 0;
+}
+
 /* Start of the function holding the cursor's frame, cached by IP. */
 static uint64_t func_start(struct unwinder *u, unw_cursor_t *c, uint64_t ip, int innermost)
 {
@@ -428,6 +624,32 @@ static uint64_t func_start(struct unwinder *u, unw_cursor_t *c, uint64_t ip, int
     return f;
 }
 
+/* The stack mapping of the snapshot's SP bounds frame-pointer steps (the
+ * copy's end when the maps do not know it yet). */
+static void set_stack_bounds(struct unwinder *u, const struct snapshot *sn)
+{
+    const struct sym_mapping *m = find_map(u, sn->regs.rsp);
+    u->stack_known = m && !(m->prot & SYM_PROT_X);
+    u->stack_lo = u->stack_known ? m->start : sn->stack_lo;
+    u->stack_hi = u->stack_known ? m->end : sn->stack_lo + sn->stack_len;
+}
+
+/* One frame up: libunwind for code with tables, our frame-pointer step
+ * for code without (the cursor then restarts on the caller's registers).
+ * Returns > 0 stepped, 0 outermost, < 0 error. */
+static int step(struct unwinder *u, unw_cursor_t *c, int raw, int innermost)
+{
+    if (!raw)
+        return unw_step(c);
+    if (!innermost)
+        regs_from_cursor(c, &u->regs);
+    int r = fp_step(u, &u->regs, innermost);
+    if (r <= 0)
+        return r;
+    u->st.fp_steps++;
+    return unw_init_remote(c, u->as, u) < 0 ? -1 : 1;
+}
+
 int unwinder_run(struct unwinder *u, const struct snapshot *sn,
                  struct native_frame *out, int max, int *unknown)
 {
@@ -435,6 +657,8 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
     int n = 0;
     *unknown = 0;
     u->cur = sn;
+    u->regs = sn->regs;
+    set_stack_bounds(u, sn);
     u->st.samples++;
     if (max <= 0 || unw_init_remote(&c, u->as, u) < 0) {
         u->st.failures++;
@@ -450,20 +674,22 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
         unw_get_reg(&c, UNW_REG_SP, &sp);
         if (ip == 0)
             break;
-        if (!find_map(u, ip)) {
+        const struct sym_mapping *m = find_map(u, ip);
+        if (!m) {
             *unknown = 1;
             u->st.unknown_ips++;
         }
+        int raw = m && lacks_table(u, m);
         out[n].ip = ip;
         out[n].sp = sp;
         out[n].cfa = UINT64_MAX;
-        out[n].func = func_start(u, &c, ip, n == 0);
+        out[n].func = raw ? jit_func(u, ip) : func_start(u, &c, ip, n == 0);
         if (n > 0)
             out[n - 1].cfa = sp;
         n++;
         if (n >= max)
             break;
-        int r = unw_step(&c);
+        int r = step(u, &c, raw, n == 1);
         if (r <= 0) {
             if (r < 0)
                 u->st.failures++;
@@ -500,5 +726,7 @@ void unwinder_free(struct unwinder *u)
     }
     free(u->umaps);
     free(u->funcs);
+    free(u->jit.path);
+    sym_perfmap_free(&u->jit.pm);
     free(u);
 }

@@ -8,6 +8,9 @@
  * object (.eh_frame_hdr) and searched with libunwind's
  * dwarf_search_unwind_table; register-save rules are cached by IP
  * (UNW_CACHE_GLOBAL) in the one address space we keep per target.
+ * Executable memory without unwind tables (JIT code) is stepped through
+ * with frame pointers, and its function starts come from the target's
+ * perf map (unwinder_set_perfmap).
  */
 #ifndef VMPROF_UNWIND_H
 #define VMPROF_UNWIND_H
@@ -27,6 +30,8 @@ struct unwind_stats {
     uint64_t frames;            /* frames produced */
     uint64_t failures;          /* unwinds that stopped on an error (not at the outermost frame) */
     uint64_t live_reads;        /* words read from the live process */
+    uint64_t stack_live_reads;  /* ... of them, stack words the copy lacked */
+    uint64_t fp_steps;          /* frames left by the frame-pointer chain */
     uint64_t objects;           /* object files opened */
     uint64_t unknown_ips;       /* frames whose IP no known mapping holds */
 };
@@ -36,10 +41,15 @@ struct unwinder *unwinder_new(struct remote_mem *mem, const char *root);
 /* Give (or replace) the target's mappings; the unwinder keeps a pointer,
  * which must stay valid until the next call. Flushes cached rules. */
 int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps);
+/* The target's perf map file, as this process can open it (normally
+ * ROOT/tmp/perf-NSPID.map), for the function starts of JIT frames; NULL:
+ * none. Returns 0, or -1 out of memory. */
+int unwinder_set_perfmap(struct unwinder *u, const char *path);
 /* Unwind one snapshot into out[0..max), innermost first. Returns the
  * number of frames (>= 1 when the IP is known). *unknown is set to 1 when
  * a frame's IP lies in no known mapping (the maps are stale: reload them
- * and unwind again). */
+ * and unwind again). A frame's func is the start of its function from the
+ * unwind tables, or of its perf map entry for JIT code, 0 if unknown. */
 int unwinder_run(struct unwinder *u, const struct snapshot *sn,
                  struct native_frame *out, int max, int *unknown);
 const struct unwind_stats *unwinder_stats(const struct unwinder *u);

@@ -36,6 +36,7 @@ static void test_defaults(void **state)
     assert_true(o.duration == 0);
     assert_int_equal(o.mode, MODE_CPU);
     assert_int_equal(o.native, NATIVE_EXT);
+    assert_int_equal(o.mem, 0);
     assert_null(o.command);
 }
 
@@ -101,6 +102,44 @@ static void test_modes(void **state)
     assert_int_equal(o.lines, 1);
 }
 
+static void test_mem(void **state)
+{
+    (void)state;
+    struct options o;
+    char err[256];
+    assert_int_equal(parse(&o, err, 4, "-p", "1", "--mem"), 0);
+    assert_int_equal(o.mem, 1);
+    assert_int_equal(parse(&o, err, 5, "--mem", "--", "python3", "--mem"), 0);
+    assert_int_equal(o.mem, 1);
+    assert_string_equal(o.command[1], "--mem");     /* the command's own flag */
+    assert_int_equal(parse(&o, err, 4, "--", "python3", "--mem"), 0);
+    assert_int_equal(o.mem, 0);
+    assert_int_equal(parse(&o, err, 4, "-p", "1", "--mem=yes"), EXIT_USAGE);
+}
+
+/* --help fits a terminal: at most 25 lines of at most 80 columns, and it
+ * names every long option. */
+static void test_usage_fits_and_lists_options(void **state)
+{
+    (void)state;
+    char buf[4096];
+    FILE *f = fmemopen(buf, sizeof(buf), "w");
+    assert_non_null(f);
+    options_usage(f);
+    fclose(f);
+    buf[sizeof(buf) - 1] = '\0';
+    int lines = 0;
+    for (char *p = buf, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+        assert_true(nl - p <= 80);
+        lines++;
+    }
+    assert_true(lines <= 25);
+    const char *names[] = { "--pid", "--interval", "--output", "--duration", "--mode",
+                            "--native", "--lines", "--mem", "--shim", "--stats", "--quiet" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        assert_non_null(strstr(buf, names[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +148,8 @@ int main(void)
         cmocka_unit_test(test_interval_bounds),
         cmocka_unit_test(test_conflicts_and_missing),
         cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_mem),
+        cmocka_unit_test(test_usage_fits_and_lists_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
