@@ -43,7 +43,8 @@ struct profile *profile_open(const struct profile_opts *o, char *err, size_t err
     p->lines = o->lines;
     p->ncap = 4096;
     p->natives = calloc(p->ncap, sizeof(*p->natives));
-    if (!p->natives || vmw_open(&p->w, o->fd, &wo) < 0) {
+    if (!p->natives || (o->start ? vmw_open_at(&p->w, o->fd, &wo, o->start)
+                                   : vmw_open(&p->w, o->fd, &wo)) < 0) {
         snprintf(err, errlen, "cannot write the log: %s", strerror(errno));
         free(p->natives);
         free(p);

@@ -22,6 +22,7 @@ struct profile_opts {
     int lines, wall, native;    /* mode flags for the header */
     int memory;                 /* MEMORY flag: an RSS word with every sample */
     const char *interp;         /* "cpython", a VM's name, or "native" */
+    const struct timeval *start;/* when sampling started (NULL: now) */
 };
 
 struct profile *profile_open(const struct profile_opts *o, char *err, size_t errlen);

@@ -36,7 +36,8 @@
 #define VMPROF_ATTACH_VERSION "dev"
 #endif
 
-#define VM_SEARCH_GRACE 0.2     /* seconds to wait for a spawned VM's registry */
+#define VM_SEARCH_MAX 2.0       /* seconds a spawned command (after its last exec)
+                                   has to publish a VM registry */
 #define STACK_NEED_START (16 * 1024)
 #define STACK_NEED_MIN 4096
 
@@ -422,6 +423,7 @@ int sampler_open_profile(struct sampler *s)
         .native = s->o->native != NATIVE_NONE,
         .memory = s->o->mem,
         .interp = s->dec ? s->dec->interp_name : "native",
+        .start = &s->start_tv,
     };
     s->prof = profile_open(&po, s->err, sizeof(s->err));
     if (!s->prof)
@@ -465,8 +467,9 @@ enum stop_reason sampler_run(struct sampler *s)
     double start = now_mono(), next = start;
     double dur = s->o->duration;
     enum stop_reason why = STOP_TARGET_EXITED;
+    gettimeofday(&s->start_tv, NULL);
     s->vm_searching = s->find_vm != NULL;
-    double last_status = start;
+    double last_status = start, search_since = start;
     for (;;) {
         session_reap(s->sess);
         if (s->sess->exited) {
@@ -502,17 +505,21 @@ enum stop_reason sampler_run(struct sampler *s)
         if (s->sess->exec_seen) {
             s->sess->exec_seen = 0;
             reload_maps(s);
+            /* A wrapper (sh -c, env, pyenv's shim) exec'd the real program:
+             * give that one its own time to publish a registry. */
+            if (s->sess->spawned && !s->dec) {
+                s->vm_searching = 1;
+                search_since = now;
+            }
         }
         if (s->vm_searching && !s->dec) {
             s->dec = s->find_vm(s, s->find_vm_arg);
-            /* A spawned VM publishes its registry early; stop asking. */
-            if (s->dec || !s->sess->spawned || now - start > 5.0)
+            if (s->dec || !s->sess->spawned || now - search_since > VM_SEARCH_MAX)
                 s->vm_searching = 0;
         }
-        /* The log's header names the VM: open it once the VM is known,
-         * or the search gave up; samples taken meanwhile wait. */
-        if (!s->prof && (!s->vm_searching || now - start >= VM_SEARCH_GRACE ||
-                         s->npending >= PENDING_MAX)) {
+        /* The log's header names the VM: open it once the VM is known or
+         * the search gave up; samples taken meanwhile wait (bounded). */
+        if (!s->prof && (!s->vm_searching || s->npending >= PENDING_MAX)) {
             if (sampler_open_profile(s) < 0) {
                 why = STOP_ERROR;
                 break;

@@ -69,7 +69,7 @@ struct sampler {
     uint32_t stop_hist[STOP_HIST_US + 1];
     uint64_t stop_max_ns;
     double elapsed;
-    struct timeval end_tv;      /* wall clock when sampling ended */
+    struct timeval start_tv, end_tv; /* wall clock when sampling started, ended */
     char err[512];
 };
 
