@@ -246,6 +246,8 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 }
 
 #define PENDING_MAX 4096
+#define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
+#define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 
 /* Write a sample, or keep it until the log is open. */
 static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat)
@@ -298,7 +300,9 @@ static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64
 }
 
 /* Stop, snapshot, resume, then build and write the stack `repeat` times. */
-static void sample_thread(struct sampler *s, struct thread *t, int repeat)
+/* Returns 0 when a sample was taken (or the thread is gone), 1 when the
+ * stop was deferred: see OFFCPU_STOP_NS. */
+static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
     pid_t vm_tid = s->dec ? thread_ns_tid(s, t) : t->tid;
     if (s->o->mem)
@@ -306,7 +310,20 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
                                    can be without lengthening the stop */
     uint64_t t0 = now_ns();
     if (session_stop_thread(s->sess, t) != 0)
-        return;
+        return 0;
+    if (s->o->mode == MODE_CPU && now_ns() - t0 > OFFCPU_STOP_NS &&
+        t->deferrals < OFFCPU_DEFER_MAX) {
+        /* The thread was not on a CPU: it stopped where it had been
+         * preempted, and preemption points cluster at system calls (the
+         * kernel notices an expired slice there). That stack is not a fair
+         * CPU-time sample: let it go, keep its credit for a later tick. */
+        session_resume_thread(s->sess, t);
+        record_stop(s, now_ns() - t0);
+        t->deferrals++;
+        s->deferred++;
+        return 1;
+    }
+    t->deferrals = 0;
     s->snap.tid = t->tid;
     if (!t->stack_need)
         t->stack_need = STACK_NEED_START;
@@ -315,7 +332,7 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
     session_resume_thread(s->sess, t);
     record_stop(s, now_ns() - t0);
     if (!ok)
-        return;
+        return 0;
     if (s->maps_stale)
         reload_maps(s);
 
@@ -340,11 +357,12 @@ static void sample_thread(struct sampler *s, struct thread *t, int repeat)
     };
     int n = merge_stack(&in, s->words, MAX_STACK_WORDS);
     if (n == 0)
-        return;
+        return 0;
     if (emit(s, s->words, n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
     if (s->o->mode == MODE_WALL)
         keep_last(t, s->words, n);
+    return 0;
 }
 
 /* Idle threads are checked less and less often (every 2, 4, ... up to
@@ -400,8 +418,8 @@ static void tick(struct sampler *s)
             if (t->credit < 1.0)
                 continue;
             int k = (int)t->credit;
-            t->credit -= (double)k;
-            sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX);
+            if (sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX) == 0)
+                t->credit -= (double)k;
         } else if (idle && t->last_n > 0) {
             repeat_last(s, t);
         } else {

@@ -63,6 +63,7 @@ struct sampler {
     uint64_t words[MAX_STACK_WORDS];
 
     /* statistics */
+    uint64_t deferred;          /* cpu-mode stops let go: thread was off-CPU */
     uint64_t ticks, missed_ticks, samples, repeated, stops, unwind_calls;
     uint64_t maps_reloads;
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
