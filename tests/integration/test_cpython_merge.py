@@ -15,7 +15,6 @@ from pyprof import DEBIAN_PY, MODE_NATIVE, names  # noqa: E402
 CHAIN = ["f1", "c_outer", "f2", "c_middle", "f3", "c_inner"]
 PY_CHAIN = ["f1", "f2", "f3"]
 MIXED = pyprof.script("mixed.py")
-NESTEXT = pyprof.script("nestext.c")
 
 PYTHONS = [pytest.param(DEBIAN_PY, id="debian-static-libpython"),
            pytest.param("shared", id="shared-libpython")]
@@ -37,7 +36,8 @@ def python_ext(request, tmp_path_factory):
 def profile_mixed(tmp_path, python_ext, native, seconds="2"):
     py, ext = python_ext
     out = tmp_path / f"mixed-{native}.prof"
-    r = attach(["-o", str(out), "--native", native, "--stats", "--", py, MIXED, seconds, ext],
+    r = attach(["-o", str(out), "-i", "0.002", "--native", native, "--stats", "--",
+                py, MIXED, seconds, ext],
                timeout=120)
     assert r.returncode == 0, r.stderr
     assert "done" in r.stdout, r.stdout
@@ -58,7 +58,7 @@ def test_native_ext_exact_order(tmp_path, python_ext):
     work = in_chain(samples)
     leaf = [s for s in work if s[0][-1][1] == "c_inner"]
     # c_inner spins ~1 ms per call, the rest of a call is microseconds
-    assert len(leaf) > 0.8 * len(work) and len(leaf) > 200, (len(leaf), len(work))
+    assert len(leaf) > 0.8 * len(work) and len(leaf) > 100, (len(leaf), len(work))
     for frames, _ in leaf:
         got = names(frames)
         py = [f for f in frames if f[0] == "py"]
@@ -80,7 +80,7 @@ def test_native_ext_exact_order(tmp_path, python_ext):
 def test_native_all_keeps_interpreter_frames_in_between(tmp_path, python_ext):
     out, samples = profile_mixed(tmp_path, python_ext, "all")
     leaf = [s for s in in_chain(samples) if s[0][-1][1] == "c_inner"]
-    assert len(leaf) > 200, len(leaf)
+    assert len(leaf) > 100, len(leaf)
     for frames, _ in leaf:
         got = names(frames)
         assert [n for n in got if n in CHAIN] == CHAIN, got
@@ -113,4 +113,4 @@ def test_native_none_only_python_frames(tmp_path, python_ext):
         tail = got[got.index("main") + 1:]
         assert tail == PY_CHAIN[:len(tail)], got
         full += tail == PY_CHAIN
-    assert full > 0.8 * len(work) and full > 200, (full, len(work))
+    assert full > 0.8 * len(work) and full > 100, (full, len(work))

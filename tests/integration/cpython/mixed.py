@@ -3,6 +3,7 @@ three times, f1 -> c_outer -> f2 -> c_middle -> f3 -> c_inner (nestext.c),
 where c_inner spins in C, so most samples are taken inside c_inner.
 
 Usage: mixed.py SECONDS EXT_DIR   (EXT_DIR holds the built nestext module)
+SECONDS of its own CPU time, so that a loaded machine gives as many samples.
 Prints "ready PID" once the extension is imported, "done N" at the end."""
 import os
 import sys
@@ -29,9 +30,9 @@ def f1():
 def main():
     seconds = float(sys.argv[1])
     print("ready", os.getpid(), flush=True)
-    end = time.monotonic() + seconds
+    end = time.thread_time() + seconds
     n = 0
-    while time.monotonic() < end:
+    while time.thread_time() < end:
         f1()
         n += 1
     print("done", n, flush=True)

@@ -91,7 +91,7 @@ def read_samples(path):
     of a frame follows it, negated; elsewhere line is None."""
     import vmprof
     stats = vmprof.read_profile(path)
-    names = stats.adr_dict
+    table = stats.adr_dict
     samples = []
     for trace, _count, tid, _mem in stats.profiles:
         frames = []
@@ -101,7 +101,7 @@ def read_samples(path):
         else:
             pairs = [(a, None) for a in trace]
         for addr, neg_line in pairs:
-            lang, name, first, file = split_name(names.get(int(addr), hex(int(addr))))
+            lang, name, first, file = split_name(table.get(int(addr), hex(int(addr))))
             line = None if neg_line is None else -int(neg_line)
             frames.append((lang, name, first, file, line))
         samples.append((frames, tid))
@@ -171,3 +171,13 @@ def log_report(name, text):
     if path:
         with open(path, "a") as f:
             f.write(f"{name}: {text}\n")
+
+
+def shim_env(extra=None):
+    """The environment for a target that -p attaches to: the shim
+    preloaded (VMPROF_SHIM, as meson sets it)."""
+    shim = os.environ.get("VMPROF_SHIM", "")
+    assert shim and os.path.exists(shim), "VMPROF_SHIM must name the built shim"
+    env = dict(os.environ, LD_PRELOAD=shim)
+    env.update(extra or {})
+    return env

@@ -1,0 +1,116 @@
+"""Python threads and sampling modes: --mode cpu samples threads in
+proportion to the CPU time they used (measured from
+/proc/PID/task/TID/schedstat around the run) and leaves a sleeping thread
+alone; --mode wall samples every thread every tick."""
+import os
+import sys
+from collections import Counter
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "cpython"))
+from conftest import attach  # noqa: E402
+import pyprof  # noqa: E402
+from pyprof import DEBIAN_PY, MODE_REAL_TIME  # noqa: E402
+
+SCRIPT = pyprof.script("threads.py")
+FUNC = {"a": "busy_a", "b": "busy_b", "s": "sleeper", "main": "main"}
+
+
+def start(targets):
+    t = targets([DEBIAN_PY, SCRIPT, "8"], env=pyprof.shim_env(), ready=None)
+    line = t.p.stdout.readline().split()
+    assert line and line[0] == "ready", line
+    tids = {k: int(v) for k, v in (kv.split("=") for kv in line[2:])}
+    return t, tids
+
+
+def cpu_ns(pid, tid):
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def by_thread(samples):
+    return Counter(tid for _, tid in samples)
+
+
+def check_own_frames(samples, tids):
+    """Each thread's samples show that thread's own function."""
+    for key, tid in tids.items():
+        mine = [fr for fr, t in samples if t == tid]
+        if not mine:
+            continue
+        own = sum(1 for fr in mine if pyprof.contains(fr, FUNC[key]))
+        assert own >= 0.95 * len(mine), (key, own, len(mine))
+
+
+def test_cpu_mode_follows_cpu_time(tmp_path, targets):
+    t, tids = start(targets)
+    out = tmp_path / "cpu.prof"
+    before = {k: cpu_ns(t.pid, v) for k, v in tids.items()}
+    r = attach(["-p", str(t.pid), "-d", "3", "-o", str(out), "--stats"])
+    after = {k: cpu_ns(t.pid, v) for k, v in tids.items()}
+    assert r.returncode == 0, r.stderr
+    used = {k: (after[k] - before[k]) / 1e9 for k in tids}
+    _, samples = pyprof.read_samples(str(out))
+    count = by_thread(samples)
+    n = {k: count.get(tid, 0) for k, tid in tids.items()}
+    assert set(count) <= set(tids.values()), (count, tids)
+    # the sleeping thread and the joining main thread hardly run
+    assert used["s"] < 0.05 and used["main"] < 0.05, used
+    assert n["s"] <= 2 and n["main"] <= 2, n
+    # busy threads: one sample per 4 ms of CPU, shares as their CPU times
+    for k in "ab":
+        assert abs(n[k] - used[k] / 0.004) < 0.15 * used[k] / 0.004 + 5, (k, n, used)
+    want = used["a"] / (used["a"] + used["b"])
+    got = n["a"] / (n["a"] + n["b"])
+    assert abs(got - want) < 0.05, (got, want, n, used)
+    assert used["a"] > 1.3 * used["b"], used   # the premise: different shares
+    check_own_frames(samples, tids)
+    pyprof.log_report("threads cpu mode", f"cpu={used} samples={n}; {r.stderr.splitlines()[-1]}")
+
+
+def test_wall_mode_samples_every_thread(tmp_path, targets):
+    t, tids = start(targets)
+    out = tmp_path / "wall.prof"
+    r = attach(["-p", str(t.pid), "--mode", "wall", "-d", "2", "-o", str(out), "--stats"])
+    assert r.returncode == 0, r.stderr
+    mode, interp = pyprof.header(str(out))
+    assert mode & MODE_REAL_TIME and interp == "cpython"
+    _, samples = pyprof.read_samples(str(out))
+    count = by_thread(samples)
+    n = {k: count.get(tid, 0) for k, tid in tids.items()}
+    assert set(count) == set(tids.values()), (count, tids)
+    assert min(n.values()) > 0.85 * max(n.values()), n
+    assert min(n.values()) > 150, n
+    check_own_frames(samples, tids)
+    # a sleeping thread is shown where it sleeps: in time.sleep, under
+    # sleeper (the first few samples may still find it leaving the start
+    # barrier: "ready" is printed when the main thread has passed it)
+    sleeping = [fr for fr, tid in samples if tid == tids["s"]]
+    in_sleep = sum(1 for fr in sleeping if pyprof.py_names(fr)[-1] == "sleeper"
+                   and fr[-1][0] == "n")
+    assert in_sleep > 0.95 * len(sleeping), (in_sleep, len(sleeping), sleeping[:2])
+    pyprof.log_report("threads wall mode", f"samples={n}; {r.stderr.splitlines()[-1]}")
+
+
+def times_run(pid, tid):
+    """How many times the thread was put on a CPU (schedstat field 3)."""
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        return int(f.read().split()[2])
+
+
+def test_wall_mode_leaves_blocked_threads_blocked(tmp_path, targets):
+    # DESIGN 3: in wall mode a thread whose CPU time shows it has not run
+    # is not stopped; its last stack is repeated. The main thread waits in
+    # join() the whole run: it may be stopped for its first sample, not
+    # woken at every tick (500 ticks here).
+    t, tids = start(targets)
+    out = tmp_path / "wall.prof"
+    before = times_run(t.pid, tids["main"])
+    r = attach(["-p", str(t.pid), "--mode", "wall", "-d", "2", "-o", str(out)])
+    after = times_run(t.pid, tids["main"])
+    assert r.returncode == 0, r.stderr
+    _, samples = pyprof.read_samples(str(out))
+    n_main = sum(1 for _, tid in samples if tid == tids["main"])
+    assert n_main > 200, n_main
+    assert after - before < 10, ("main thread woken", after - before, "times for",
+                                 n_main, "samples")
