@@ -73,6 +73,7 @@ static const struct cpython_layout layout_311 = {
     .ob_type = 8, .ob_size = 16, .tp_name = 24,
     .co_read = 144, .co_firstlineno = 72, .co_filename = 112, .co_name = 120,
     .co_qualname = 128, .co_linetable = 136, .co_code_adaptive = 184,
+    .co_version = CPY_OFF_NONE,
     .by_sval = 32,
     .str_length = 16, .str_state = 32, .str_ascii_size = 48,
     .str_compact_size = 72,
@@ -90,6 +91,7 @@ static const struct cpython_layout layout_312 = {
     .ob_type = 8, .ob_size = 16, .tp_name = 24,
     .co_read = 144, .co_firstlineno = 68, .co_filename = 112, .co_name = 120,
     .co_qualname = 128, .co_linetable = 136, .co_code_adaptive = 192,
+    .co_version = 92,
     .by_sval = 32,
     .str_length = 16, .str_state = 32, .str_ascii_size = 40,
     .str_compact_size = 56,
@@ -393,6 +395,14 @@ int cpython_layout_from_debug_offsets(const void *buf, size_t len,
     L.version_hex = version_hex;
     L.model = CPY_MODEL_ENTRY;
     L.tagged_executable = mm >= V314;
+    /* co_version is not in the debug offsets. 3.13's default build has it
+     * at 92 (as 3.12): trusted only when every code field the table gives
+     * is where that build has it. 3.14 uses its code generation instead. */
+    L.co_version = CPY_OFF_NONE;
+    if (mm == V313 && L.co_firstlineno == 68 && L.co_filename == 112 &&
+        L.co_name == 120 && L.co_qualname == 128 && L.co_linetable == 136 &&
+        L.co_code_adaptive == 200)
+        L.co_version = 92;
     L.from_debug_offsets = 1;
     L.cf_current_frame = L.cf_previous = CPY_OFF_NONE;
     L.cf_read = 0;

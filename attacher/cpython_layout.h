@@ -99,6 +99,10 @@ struct cpython_layout {
     uint32_t co_qualname;
     uint32_t co_linetable;
     uint32_t co_code_adaptive;
+    /* 3.12, 3.13: co_version, a uint32 serial the interpreter gives each
+     * code object it creates (from a counter that only grows, and sticks
+     * at 0 once it wraps); CPY_OFF_NONE where unknown or not used */
+    uint32_t co_version;
     /* PyBytesObject */
     uint32_t by_sval;
     /* PyUnicodeObject (compact forms only) */

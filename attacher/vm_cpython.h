@@ -33,8 +33,9 @@ struct vm_decoder *vm_cpython_create(const struct cpython_target *t,
                                      int want_lines, char *err, size_t errlen);
 
 /* Test hook: the same decoder reading memory through read() (0 when all
- * len bytes were copied, -1 otherwise) instead of remote_read(); used by
- * the fuzz harness and unit tests. d->mem is NULL then. */
+ * len bytes were copied, -1 otherwise) instead of remote_read(); batched
+ * reads become one read() per span. Used by the fuzz harness and unit
+ * tests. d->mem is NULL then. */
 typedef int (*cpython_read_fn)(void *ctx, uint64_t addr, void *buf, size_t len);
 struct vm_decoder *vm_cpython_create_with_reader(const struct cpython_target *t,
                                                  cpython_read_fn read,
@@ -43,9 +44,21 @@ struct vm_decoder *vm_cpython_create_with_reader(const struct cpython_target *t,
                                                  void *sink_arg, int want_lines,
                                                  char *err, size_t errlen);
 
+/* The copy of the thread's native stack taken in the current stop: target
+ * addresses [lo, lo + len), at buf. The next capture() (only) reads what
+ * lies inside it from the copy, not from the target: 3.11's _PyCFrames
+ * and 3.12+'s entry frames live on the C stack, so a mixed Python/C stack
+ * then costs no read for them. buf must stay valid until capture returns. */
+void vm_cpython_stack_copy(struct vm_decoder *d, uint64_t lo, const void *buf,
+                           size_t len);
+
 struct vm_cpython_stats {
     uint64_t captures;          /* capture() calls */
-    uint64_t reads;             /* reads that reached the reader */
+    uint64_t reads;             /* reader calls: reads, and batches of
+                                   spans (one process_vm_readv each,
+                                   unless a span fails) */
+    uint64_t pages;             /* pages read (a page is read whole,
+                                   at most once per capture) */
     uint64_t rescans;           /* walks of the thread lists */
     uint64_t names;             /* ids emitted through the sink */
     uint64_t identity_changes;  /* cached addresses that became new code */

@@ -3,7 +3,8 @@
  * decode its Python frames with vm_cpython, print them, resume it.
  *
  *   cpython_probe PID RUNTIME_ADDR VERSION_HEX [--lines] [--count N]
- *                 [--interval-ms MS] [--ids] [--stats]
+ *                 [--interval-ms MS] [--ids] [--stats] [--bench]
+ *                 [--stack-copy KB]
  *
  * Output, one line per frame, innermost first, fields separated by tabs
  * (names never hold a tab: vmprof_escape_name turns control characters
@@ -13,6 +14,16 @@
  * capture failed). With --stats, a last line
  *   #stats captures=.. frames=.. fails=.. reads_per_capture=..
  *          us_per_capture_p50=.. us_per_capture_max=.. rescans=.. names=..
+ * With --bench, no frames are printed; the first BENCH_WARMUP captures are
+ * left out and one line gives percentiles of the rest (a benchmark, never
+ * a test: the numbers depend on the machine):
+ *   #bench captures=.. frames_p50=.. reads_p50=.. reads_p99=.. kb_p50=..
+ *          us_p50=.. us_p99=.. us_max=.. stop_us_p50=.. stop_us_p99=..
+ * (reads: process_vm_readv calls per capture; stop: PTRACE_INTERRUPT to
+ * PTRACE_CONT, capture included, unwinding not.) --stack-copy KB copies
+ * up to KB KiB of the stack from SP during each stop, before the capture
+ * and outside its time, and lends the copy to the decoder, as the
+ * attacher's snapshot does.
  * Exit 0 when every capture that ran succeeded, 1 otherwise, 2 on usage.
  *
  * Threads are attached with PTRACE_SEIZE and stopped with PTRACE_INTERRUPT
@@ -37,6 +48,7 @@
 #include "vm_cpython.h"
 
 #define MAX_THREADS 256
+#define BENCH_WARMUP 20
 
 struct name {
     uint64_t id;
@@ -127,8 +139,45 @@ static double now_us(void)
 struct opts {
     pid_t pid;
     struct cpython_target t;
-    int lines, count, interval_ms, ids, stats;
+    int lines, count, interval_ms, ids, stats, bench, stack_kb;
 };
+
+/* Per-capture costs, for --stats and --bench. */
+struct cost {
+    uint64_t ns, stop_ns, reads, bytes, frames;
+};
+
+static uint64_t pct(uint64_t *v, size_t n, double p)
+{
+    qsort(v, n, sizeof *v, cmp_u64);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+static void print_bench(const struct cost *c, size_t n)
+{
+    uint64_t *v = malloc(n * sizeof *v);
+    if (v == NULL || n == 0) {
+        free(v);
+        return;
+    }
+#define COL(field) for (size_t i = 0; i < n; i++) v[i] = c[i].field
+    COL(frames);
+    printf("#bench captures=%zu frames_p50=%" PRIu64, n, pct(v, n, 0.5));
+    COL(reads);
+    printf(" reads_p50=%" PRIu64 " reads_p99=%" PRIu64, pct(v, n, 0.5),
+           pct(v, n, 0.99));
+    COL(bytes);
+    printf(" kb_p50=%.1f", pct(v, n, 0.5) / 1024.0);
+    COL(ns);
+    printf(" us_p50=%.2f us_p99=%.2f us_max=%.2f", pct(v, n, 0.5) / 1e3,
+           pct(v, n, 0.99) / 1e3, pct(v, n, 1.0) / 1e3);
+    COL(stop_ns);
+    printf(" stop_us_p50=%.2f stop_us_p99=%.2f\n", pct(v, n, 0.5) / 1e3,
+           pct(v, n, 0.99) / 1e3);
+#undef COL
+    free(v);
+}
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -146,6 +195,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->ids = 1;
         else if (!strcmp(argv[i], "--stats"))
             o->stats = 1;
+        else if (!strcmp(argv[i], "--bench"))
+            o->bench = 1;
+        else if (!strcmp(argv[i], "--stack-copy") && i + 1 < argc)
+            o->stack_kb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc)
             o->count = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
@@ -154,6 +207,19 @@ static int parse_args(int argc, char **argv, struct opts *o)
             return -1;
     }
     return o->pid > 0 && o->count > 0 ? 0 : -1;
+}
+
+/* 0 when every id of a capture was named (--bench prints nothing). */
+static int check_named(const struct vm_frame *frames, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (name_of(frames[k].id) == NULL) {
+            fprintf(stderr, "cpython_probe: id 0x%" PRIx64
+                    " returned before it was named\n", frames[k].id);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Print one capture; 0 when it succeeded and every id was named. */
@@ -183,7 +249,8 @@ int main(int argc, char **argv)
     struct opts o;
     if (parse_args(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: cpython_probe PID RUNTIME_ADDR VERSION_HEX "
-                "[--lines] [--count N] [--interval-ms MS] [--ids] [--stats]\n");
+                "[--lines] [--count N] [--interval-ms MS] [--ids] [--stats] "
+                "[--bench] [--stack-copy KB]\n");
         return 2;
     }
     struct remote_mem mem;
@@ -207,23 +274,39 @@ int main(int argc, char **argv)
     }
 
     static struct vm_frame frames[MAX_VM_FRAMES];
-    uint64_t *cost = calloc((size_t)o.count * MAX_THREADS, sizeof *cost);
+    size_t stack_cap = o.stack_kb > 0 ? (size_t)o.stack_kb * 1024 : 0;
+    uint8_t *stack = stack_cap ? malloc(stack_cap) : NULL;
+    struct cost *cost = calloc((size_t)o.count * MAX_THREADS, sizeof *cost);
     uint64_t ncost = 0, nframes = 0, fails = 0, reads0 = mem.reads;
     int rc = 0;
     for (int it = 0; it < o.count && nt > 0 && cost != NULL; it++) {
         for (int i = 0; i < nt; i++) {
             struct user_regs_struct regs;
+            double s0 = now_us();
             if (stop_thread(tids[i]) < 0 ||
                 ptrace(PTRACE_GETREGS, tids[i], 0, &regs) < 0) {
                 d->ops->thread_gone(d, tids[i]);
                 tids[i--] = tids[--nt];
                 continue;
             }
+            if (stack != NULL) {
+                ssize_t got = remote_read_upto(&mem, regs.rsp, stack, stack_cap);
+                vm_cpython_stack_copy(d, regs.rsp, got > 0 ? stack : NULL,
+                                      got > 0 ? (size_t)got : 0);
+            }
+            uint64_t r0 = mem.reads, b0 = mem.bytes;
             double t0 = now_us();
             int n = d->ops->capture(d, tids[i], &regs, frames, MAX_VM_FRAMES);
-            cost[ncost++] = (uint64_t)((now_us() - t0) * 1000);
+            double t1 = now_us();
             ptrace(PTRACE_CONT, tids[i], 0, 0);
-            if (print_capture(tids[i], frames, n, o.ids) < 0)
+            cost[ncost++] = (struct cost){
+                .ns = (uint64_t)((t1 - t0) * 1000),
+                .stop_ns = (uint64_t)((now_us() - s0) * 1000),
+                .reads = mem.reads - r0, .bytes = mem.bytes - b0,
+                .frames = n > 0 ? (uint64_t)n : 0 };
+            if (o.bench)
+                rc |= check_named(frames, n);
+            else if (print_capture(tids[i], frames, n, o.ids) < 0)
                 rc = 1;
             if (n < 0)
                 fails++;
@@ -241,16 +324,26 @@ int main(int argc, char **argv)
     if (o.stats && ncost > 0) {
         struct vm_cpython_stats st;
         vm_cpython_get_stats(d, &st);
-        qsort(cost, ncost, sizeof *cost, cmp_u64);
+        uint64_t *ns = malloc(ncost * sizeof *ns);
+        if (ns == NULL)
+            return 1;
+        for (uint64_t i = 0; i < ncost; i++)
+            ns[i] = cost[i].ns;
         printf("#stats captures=%" PRIu64 " frames=%" PRIu64 " fails=%" PRIu64
                " reads_per_capture=%.2f us_per_capture_p50=%.1f"
-               " us_per_capture_max=%.1f rescans=%" PRIu64 " names=%" PRIu64
+               " us_per_capture_p99=%.1f us_per_capture_max=%.1f"
+               " rescans=%" PRIu64 " names=%" PRIu64
                " identity_changes=%" PRIu64 " hidden_changes=%" PRIu64 "\n",
                ncost, nframes, fails, (double)(mem.reads - reads0) / ncost,
-               cost[ncost / 2] / 1000.0, cost[ncost - 1] / 1000.0,
+               pct(ns, ncost, 0.5) / 1000.0, pct(ns, ncost, 0.99) / 1000.0,
+               pct(ns, ncost, 1.0) / 1000.0,
                st.rescans, st.names, st.identity_changes, st.hidden_changes);
+        free(ns);
     }
+    if (o.bench && ncost > BENCH_WARMUP)
+        print_bench(cost + BENCH_WARMUP, ncost - BENCH_WARMUP);
     free(cost);
+    free(stack);
     d->ops->destroy(d);
     return rc;
 }

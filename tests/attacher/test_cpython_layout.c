@@ -65,6 +65,13 @@ static void check_common(const struct cpython_layout *L)
                 L->co_read >= L->co_qualname + 8 &&
                 L->co_read >= L->co_firstlineno + 4);
     assert_true(L->co_read <= L->co_code_adaptive);
+#if PY_MINOR_VERSION == 12 || PY_MINOR_VERSION == 13
+    assert_int_equal(L->co_version, offsetof(PyCodeObject, co_version));
+    assert_int_equal(sizeof(((PyCodeObject *)0)->co_version), 4);
+    assert_true(L->co_read >= L->co_version + 4);
+#else
+    assert_int_equal(L->co_version, CPY_OFF_NONE);
+#endif
 }
 
 #if PY_MINOR_VERSION == 11 || PY_MINOR_VERSION == 12
@@ -346,8 +353,17 @@ static void test_real_debug_tables(void **state)
     assert_int_equal(L.ts_native_thread_id, 160);
     assert_int_equal(L.fr_owner, 70);
     assert_int_equal(L.co_code_adaptive, 200);
+    assert_int_equal(L.co_version, 92);
     assert_int_equal(L.is_code_generation, CPY_OFF_NONE);
     assert_false(L.tagged_executable);
+    /* a 3.13 table whose code object is laid out otherwise: no co_version */
+    uint64_t moved[sizeof real313 / 8];
+    memcpy(moved, real313, sizeof moved);
+    assert_int_equal(moved[43 - 3], 200);         /* code_object.co_code_adaptive */
+    moved[43 - 3] = 192;
+    assert_int_equal(parse_real(moved, sizeof moved / 8, 0x030d05f0, 0, &L), 0);
+    assert_int_equal(L.co_code_adaptive, 192);
+    assert_int_equal(L.co_version, CPY_OFF_NONE);
 
     assert_int_equal(parse_real(real314, sizeof real314 / 8, 0x030e08f0, 0, &L), 0);
     assert_int_equal(L.rt_interpreters_head, 808);
@@ -371,6 +387,7 @@ static void test_real_debug_tables(void **state)
     assert_int_equal(L.by_sval, 32);
     assert_int_equal(L.str_ascii_size, 40);
     assert_int_equal(L.str_compact_size, 56);
+    assert_int_equal(L.co_version, CPY_OFF_NONE);   /* 3.14: generation */
     assert_true(L.tagged_executable);
     /* each table read as the other version's fails validation */
     assert_int_equal(parse_real(real313, sizeof real313 / 8, 0x030e08f0, 0, &L), -1);

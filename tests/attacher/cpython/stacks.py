@@ -4,6 +4,8 @@
 # Markers in comments ("# SPIN", "# CALL-...") let the tests find the
 # lines they expect by reading this file; no line number is hard-coded.
 import ctypes
+import functools
+import json
 import os
 import sys
 import threading
@@ -125,10 +127,49 @@ def run_deep():
     d0(7)  # CALL-DEEP: 28 frames under run_deep, 31 with main, <module>
 
 
+def mixed(n):
+    if n == 0:
+        spin()
+    elif n % 2:
+        list(map(mixed, [n - 1]))
+    else:
+        sorted([n - 1], key=mixed)
+
+
+def run_mixed():
+    mixed(30)  # 31 eval calls, C (map, sorted) between each: for benchmarks
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def key7(x):
+    return (x * 7919) % 10007
+
+
+def fold(acc, x):
+    return acc + (x & 7)
+
+
+def churn_once(data):
+    fib(16)
+    sorted(data, key=key7)
+    functools.reduce(fold, data, 0)
+    json.dumps({"k%d" % i: [i, str(i)] for i in range(300)})
+
+
+def run_churn():
+    data = list(range(3000))
+    while True:
+        churn_once(data)  # a stack that changes all the time: for benchmarks
+
+
 MODES = {
     "abc": a, "method": run_method, "lambda": run_lambda,
     "genexpr": run_genexpr, "sorted": run_sorted, "map": run_map,
     "nested": run_nested, "unicode": run_unicode, "deep": run_deep,
+    "mixed": run_mixed, "churn": run_churn,
 }
 
 
