@@ -55,10 +55,13 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
     }
 
     if (dec) {
-        int n = dec->ops->capture(dec, vm_tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
-        if (n < 0)
-            dec->stat_capture_fail++;
-        sn->n_vm = n;
+        /* The decoder may read what it needs of the C stack from the copy
+         * (CPython's C-stack frames), not from the target. */
+        if (dec->ops->stack_copy && sn->stack_len)
+            dec->ops->stack_copy(dec, sn->stack_lo, sn->stack, sn->stack_len);
+        sn->n_vm = dec->ops->capture(dec, vm_tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
+        if (dec->ops->stack_copy)
+            dec->ops->stack_copy(dec, 0, NULL, 0);
     }
     return 0;
 }

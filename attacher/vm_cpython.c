@@ -408,6 +408,7 @@ static void cpy_destroy(struct vm_decoder *d)
 static const struct vm_decoder_ops cpython_ops = {
     .kind = "cpython",
     .capture = cpy_capture,
+    .stack_copy = vm_cpython_stack_copy,
     .is_interpreter_ip = cpy_is_interpreter_ip,
     .thread_gone = cpy_thread_gone,
     .destroy = cpy_destroy,

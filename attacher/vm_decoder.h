@@ -19,6 +19,7 @@
 #ifndef VMPROF_VM_DECODER_H
 #define VMPROF_VM_DECODER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
@@ -39,6 +40,10 @@ struct vm_decoder_ops {
     int (*capture)(struct vm_decoder *d, pid_t tid,
                    const struct user_regs_struct *regs,
                    struct vm_frame *out, int max);
+    /* Optional: the copy of this thread's native stack taken in the
+     * current stop ([lo, lo + len) in the target, at buf), which the next
+     * capture() may read instead of the target. NULL when unused. */
+    void (*stack_copy)(struct vm_decoder *d, uint64_t lo, const void *buf, size_t len);
     /* 1 when ip belongs to the interpreter itself (hidden by --native=ext) */
     int (*is_interpreter_ip)(struct vm_decoder *d, uint64_t ip);
     void (*thread_gone)(struct vm_decoder *d, pid_t tid);
