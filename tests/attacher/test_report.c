@@ -100,6 +100,9 @@ static void shares(const struct report *r, const char *fn, uint64_t self,
 
 enum view { TOP, TREE, COMPACT, COLLAPSED, SPEEDSCOPE, SVG };
 
+/* noinline: at -O3 gcc inlines the memstream and then mistakes the local
+ * buf, still referenced by the closed stream, for a dangling pointer. */
+__attribute__((noinline))
 static char *view_opts(const struct report *r, enum view v,
                        const struct report_text_opts *to)
 {
@@ -131,6 +134,7 @@ static char *view(const struct report *r, enum view v)
     return view_opts(r, v, NULL);
 }
 
+__attribute__((noinline))
 static char *speedscope(const struct vmprof_profile *p, const struct report *r)
 {
     char *buf = NULL;
