@@ -6,11 +6,36 @@
  * and detaching. The sampler asks for one thread at a time to be stopped
  * (session_stop_thread) and resumed (session_resume_thread); everything
  * else that stops a thread is passed on here at once:
- *   signal-delivery-stop -> PTRACE_CONT with the same signal (never lost)
- *   group-stop           -> PTRACE_LISTEN (someone else's SIGSTOP holds)
+ *   signal-delivery-stop -> PTRACE_CONT with the same signal (never lost,
+ *                           never doubled: the kernel keeps its siginfo)
+ *   group-stop           -> PTRACE_LISTEN (someone else's SIGSTOP holds;
+ *                           SIGCONT shows up as a trap we resume)
  *   clone/exec events    -> bookkeeping, then PTRACE_CONT
+ *   a stale interrupt    -> PTRACE_CONT (a stop that came after we gave up)
  * Invariant: outside session_stop_thread..session_resume_thread no thread
  * is left in a stop of ours.
+ *
+ * Why every wait takes any thread (waitpid(-1)) and is bounded: a group
+ * leader's exit is reported only after every other thread of the group has
+ * been reaped, by us; waiting on the leader alone while the whole group
+ * exits would wait forever (it did: the attacher hung, the target stayed a
+ * zombie). And some threads cannot stop at all: a leader that called
+ * pthread_exit() (a zombie until the others end), a thread in
+ * uninterruptible sleep, a leader replaced by exec. So a wait hands every
+ * status it gets to handle_status() and gives up at a deadline; the kernel
+ * queues SIGCHLD for each ptrace stop and exit, which sigtimedwait() sleeps
+ * on (SIGCHLD stays blocked: session_attach/spawn make sure).
+ *
+ * A pending PTRACE_INTERRUPT is consumed by whatever ptrace-stop the
+ * thread enters first (the kernel clears its STOP trap in every stop): a
+ * signal-delivery-stop or clone event of the thread being stopped is
+ * taken as the sample's stop (the signal is handed on at resume); after
+ * an exec event no trap will come, so that sample is skipped.
+ *
+ * Exec: the kernel reports it on the leader's tid, whichever thread ran
+ * it; the exec'ing thread's former tid vanishes without an exit status and
+ * every other thread is reported dead. Tracing goes on in the new image:
+ * the sampler sees exec_seen and re-reads the mappings.
  */
 #include "ptrace_session.h"
 
@@ -23,9 +48,20 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SEIZE_OPTS (PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC)
+#define RETRY_INTERRUPT_NS 1000000000ull   /* re-ask a thread that did not stop */
+#define DETACH_POLL_NS 50000000ull         /* look for zombies this often */
+#define PF_KTHREAD_FLAG 0x00200000u        /* include/linux/sched.h */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- thread table ------------------------------------------------------ */
 
@@ -61,14 +97,31 @@ struct thread *session_find(struct session *s, pid_t tid)
     return NULL;
 }
 
-static struct thread *thread_add(struct session *s, pid_t tid)
+/* Forget what was known about the thread that had this slot's tid. */
+static void thread_reset(struct thread *t)
+{
+    t->ns_tid = 0;
+    t->cpu_ns = 0;
+    t->credit = 0;
+    t->last_n = -1;
+    t->stack_lo = t->stack_hi = 0;
+    t->stack_need = 0;
+    t->idle_streak = 0;
+    t->next_check = 0;
+    t->interrupt_pending = 0;
+}
+
+static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread_state st)
 {
     struct thread *t = session_find(s, tid);
     if (t) {
-        /* A tid reused after its thread was reaped: a new thread. */
         if (t->state == THREAD_GONE) {
-            t->state = THREAD_RUNNING;
+            /* A tid reused after its thread was reaped: a new thread. */
+            thread_reset(t);
+            t->state = st;
             s->gone--;
+            if (st != THREAD_FOREIGN)
+                s->threads_seen++;
         }
         return t;
     }
@@ -84,11 +137,12 @@ static struct thread *thread_add(struct session *s, pid_t tid)
     if (!t)
         return NULL;
     t->tid = tid;
-    t->state = THREAD_RUNNING;
+    t->state = st;
     t->schedstat_fd = -1;
     t->last_n = -1;
     s->v[s->n++] = t;
-    s->threads_seen++;
+    if (st != THREAD_FOREIGN)
+        s->threads_seen++;
     if (s->n * 2 > s->hcap) {
         if (hash_rebuild(s, s->hcap ? s->hcap * 2 : 128) < 0) {
             s->n--;
@@ -104,11 +158,17 @@ static struct thread *thread_add(struct session *s, pid_t tid)
     return t;
 }
 
+static struct thread *thread_add(struct session *s, pid_t tid)
+{
+    return thread_add_state(s, tid, THREAD_RUNNING);
+}
+
 static void thread_gone(struct session *s, struct thread *t)
 {
     if (t->state == THREAD_GONE)
         return;
     t->state = THREAD_GONE;
+    t->interrupt_pending = 0;
     if (t->schedstat_fd >= 0) {
         close(t->schedstat_fd);
         t->schedstat_fd = -1;
@@ -139,140 +199,12 @@ size_t session_live_count(const struct session *s)
     return s->n - s->gone;
 }
 
-/* ---- wait statuses ----------------------------------------------------- */
+/* ---- /proc facts ------------------------------------------------------- */
 
-static int is_stop_signal(int sig)
+/* Reads "Key:\tvalue" from a status file into val. 0 when found. */
+static int status_file_field(const char *path, const char *key, char *val, size_t cap)
 {
-    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
-}
-
-enum status_kind { ST_OURS, ST_HANDLED, ST_GONE, ST_GROUP_STOP };
-
-/* Handle one wait status of tid. Returns ST_OURS only for an interrupt
- * trap (left stopped for the caller), everything else is dealt with. */
-static enum status_kind handle_status(struct session *s, pid_t tid, int status)
-{
-    struct thread *t = session_find(s, tid);
-
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-        if (t)
-            thread_gone(s, t);
-        /* The leader's end is reported after every other thread's. */
-        if (tid == s->pid) {
-            s->exited = 1;
-            s->exit_status = status;
-        }
-        return ST_GONE;
-    }
-    if (!WIFSTOPPED(status))
-        return ST_HANDLED;
-
-    int sig = WSTOPSIG(status);
-    int event = (unsigned)status >> 16;
-    if (!t)                     /* born before we heard of it */
-        t = thread_add(s, tid);
-
-    switch (event) {
-    case PTRACE_EVENT_STOP:
-        if (is_stop_signal(sig)) {
-            if (t)
-                t->state = THREAD_GROUP_STOPPED;
-            ptrace(PTRACE_LISTEN, tid, 0, 0);
-            return ST_GROUP_STOP;
-        }
-        if (t && t->state == THREAD_GROUP_STOPPED)
-            t->state = THREAD_RUNNING;      /* SIGCONT ended the group-stop */
-        return ST_OURS;
-    case PTRACE_EVENT_CLONE: {
-        unsigned long child = 0;
-        if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) == 0 && child > 0)
-            thread_add(s, (pid_t)child);
-        ptrace(PTRACE_CONT, tid, 0, 0);
-        return ST_HANDLED;
-    }
-    case PTRACE_EVENT_EXEC:
-        s->exec_seen = 1;
-        ptrace(PTRACE_CONT, tid, 0, 0);
-        return ST_HANDLED;
-    case 0:
-        /* Signal-delivery-stop: the signal is the target's; pass it on. */
-        s->signals_passed++;
-        ptrace(PTRACE_CONT, tid, 0, (void *)(uintptr_t)sig);
-        return ST_HANDLED;
-    default:
-        ptrace(PTRACE_CONT, tid, 0, 0);
-        return ST_HANDLED;
-    }
-}
-
-void session_reap(struct session *s)
-{
-    for (;;) {
-        int status;
-        pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
-        if (tid <= 0) {
-            if (tid < 0 && errno == EINTR)
-                continue;
-            if (tid < 0 && errno == ECHILD)
-                s->exited = 1;  /* nothing left to trace */
-            return;
-        }
-        if (handle_status(s, tid, status) == ST_OURS)
-            ptrace(PTRACE_CONT, tid, 0, 0);   /* a stale interrupt trap */
-    }
-}
-
-int session_stop_thread(struct session *s, struct thread *t)
-{
-    if (t->state != THREAD_RUNNING)
-        return 1;
-    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
-        thread_gone(s, t);
-        s->threads_vanished++;
-        return 1;
-    }
-    for (;;) {
-        int status;
-        pid_t r = waitpid(t->tid, &status, __WALL);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            thread_gone(s, t);
-            s->threads_vanished++;
-            return 1;
-        }
-        switch (handle_status(s, r, status)) {
-        case ST_OURS:
-            return 0;
-        case ST_GONE:
-            s->threads_vanished++;
-            return 1;
-        case ST_GROUP_STOP:
-            return 1;
-        case ST_HANDLED:
-            if (t->state == THREAD_GONE)
-                return 1;
-            break;              /* our interrupt is still pending */
-        }
-    }
-}
-
-int session_resume_thread(struct session *s, struct thread *t)
-{
-    if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
-        thread_gone(s, t);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- attach ------------------------------------------------------------ */
-
-/* Reads "Key:\tvalue" from /proc/PID/status into val. 0 when found. */
-static int status_field(pid_t pid, const char *key, char *val, size_t cap)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char line[256];
     FILE *f = fopen(path, "re");
     if (!f)
         return -1;
@@ -291,6 +223,354 @@ static int status_field(pid_t pid, const char *key, char *val, size_t cap)
     fclose(f);
     return found;
 }
+
+static int status_field(pid_t pid, const char *key, char *val, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    return status_file_field(path, key, val, cap);
+}
+
+/* The tracer of one thread (0 none, -1 unknown: thread gone). */
+static pid_t thread_tracer(pid_t pid, pid_t tid)
+{
+    char path[96], v[32];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    if (status_file_field(path, "TracerPid", v, sizeof(v)) < 0)
+        return -1;
+    return (pid_t)atoi(v);
+}
+
+/* State letter of a thread ('?' when gone) and its flags word, from
+ * /proc/PID/task/TID/stat. */
+static char thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
+{
+    char path[96], buf[1024];
+    *flags = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    char *p = strrchr(buf, ')');            /* the name may hold ')' */
+    if (!p || p[1] != ' ' || !p[2])
+        return '?';
+    char state = p[2];
+    /* after ")": " state ppid pgrp session tty_nr tpgid flags" */
+    for (int field = 0; field < 7 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (p && p[1] >= '0' && p[1] <= '9')
+        *flags = strtoul(p + 1, NULL, 10);
+    return state;
+}
+
+static char thread_state_letter(pid_t pid, pid_t tid)
+{
+    unsigned long flags;
+    return thread_stat(pid, tid, &flags);
+}
+
+static int is_zombie(pid_t pid, pid_t tid)
+{
+    char c = thread_state_letter(pid, tid);
+    return c == 'Z' || c == 'X' || c == '?';
+}
+
+/* Is tid a thread of the target (and not a process it cloned)? */
+static int is_member(const struct session *s, pid_t tid)
+{
+    char path[96];
+    if (tid == s->pid)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)s->pid, (int)tid);
+    return access(path, F_OK) == 0;
+}
+
+/* ---- wait statuses ----------------------------------------------------- */
+
+static int is_stop_signal(int sig)
+{
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/* Next wait status of any traced thread, waiting until deadline (ns,
+ * CLOCK_MONOTONIC). Returns the tid, 0 when the deadline passed, -1 when
+ * nothing is traced any more (ECHILD). */
+static pid_t wait_any(int *status, uint64_t deadline)
+{
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    for (;;) {
+        pid_t r = waitpid(-1, status, __WALL | WNOHANG);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r < 0)
+            continue;
+        uint64_t now = mono_ns();
+        if (now >= deadline)
+            return 0;
+        uint64_t left = deadline - now;
+        struct timespec ts = { (time_t)(left / 1000000000ull), (long)(left % 1000000000ull) };
+        sigtimedwait(&chld, NULL, &ts);     /* any outcome: look again */
+    }
+}
+
+static void detach_from(struct session *s, struct thread *t, pid_t tid, int sig)
+{
+    ptrace(PTRACE_DETACH, tid, 0, (void *)(uintptr_t)sig);
+    if (t)
+        thread_gone(s, t);
+}
+
+enum status_kind {
+    ST_OURS,        /* an interrupt trap: left stopped for the caller */
+    ST_HANDLED,     /* dealt with (resumed, passed on) */
+    ST_GONE,        /* the thread exited */
+    ST_GROUP_STOP,  /* it is in a group-stop now (LISTENed) */
+    ST_EXEC,        /* an exec event (resumed): a new image under this tid */
+};
+
+/* A thread we had not heard of reports its first status. */
+static struct thread *newborn(struct session *s, pid_t tid, int status)
+{
+    if (is_member(s, tid))
+        return thread_add(s, tid);
+    /* A process the target cloned without SIGCHLD: not ours to trace. */
+    if (WIFSTOPPED(status)) {
+        int sig = WSTOPSIG(status);
+        ptrace(PTRACE_DETACH, tid, 0,
+               (void *)(uintptr_t)(((unsigned)status >> 16) == 0 ? sig : 0));
+    }
+    return NULL;
+}
+
+static void on_clone(struct session *s, pid_t tid)
+{
+    unsigned long child = 0;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) < 0 || child == 0 || child > 0x7fffffff)
+        return;
+    pid_t c = (pid_t)child;
+    if (session_find(s, c) && session_find(s, c)->state != THREAD_GONE)
+        return;                     /* its own first stop came first */
+    if (is_member(s, c))
+        thread_add(s, c);
+    else if (thread_tracer(c, c) == getpid())
+        thread_add_state(s, c, THREAD_FOREIGN);  /* detached at its first stop */
+}
+
+static void on_exec(struct session *s, struct thread *t, pid_t tid)
+{
+    unsigned long former = 0;
+    s->exec_seen = 1;
+    s->execs++;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &former) == 0 && former > 0 &&
+        (pid_t)former != tid) {
+        /* A non-leader exec'd: its old tid is gone without a status, and
+         * the thread now under the leader's tid is a new one. */
+        struct thread *old = session_find(s, (pid_t)former);
+        if (old)
+            thread_gone(s, old);
+    }
+    if (t) {
+        thread_reset(t);
+        if (t->schedstat_fd >= 0) {
+            close(t->schedstat_fd);
+            t->schedstat_fd = -1;
+        }
+        t->state = THREAD_RUNNING;
+    }
+}
+
+/* Handle one wait status of tid. Returns ST_OURS only for an interrupt
+ * trap (left stopped for the caller); everything else is dealt with. */
+static enum status_kind handle_status(struct session *s, pid_t tid, int status)
+{
+    struct thread *t = session_find(s, tid);
+    if (t && t->state == THREAD_GONE && WIFSTOPPED(status))
+        t = NULL;                   /* a reused tid: a new thread */
+
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        if (t)
+            thread_gone(s, t);
+        /* The leader's end is reported after every other thread's. */
+        if (tid == s->pid) {
+            s->exited = 1;
+            s->exit_status = status;
+        }
+        return ST_GONE;
+    }
+    if (!WIFSTOPPED(status))
+        return ST_HANDLED;
+
+    int sig = WSTOPSIG(status);
+    int event = (unsigned)status >> 16;
+    if (!t && !(t = newborn(s, tid, status)))
+        return ST_HANDLED;          /* not a thread of ours (detached) */
+    t->interrupt_pending = 0;       /* any ptrace-stop clears a pending interrupt */
+    if (t->state == THREAD_FOREIGN) {
+        detach_from(s, t, tid, event == 0 ? sig : 0);
+        return ST_HANDLED;
+    }
+
+    switch (event) {
+    case PTRACE_EVENT_STOP:
+        if (is_stop_signal(sig)) {
+            t->state = THREAD_GROUP_STOPPED;
+            ptrace(PTRACE_LISTEN, tid, 0, 0);
+            return ST_GROUP_STOP;
+        }
+        if (t->state == THREAD_GROUP_STOPPED || t->state == THREAD_ZOMBIE)
+            t->state = THREAD_RUNNING;      /* SIGCONT ended the group-stop */
+        return ST_OURS;
+    case PTRACE_EVENT_CLONE:
+        on_clone(s, tid);
+        ptrace(PTRACE_CONT, tid, 0, 0);
+        return ST_HANDLED;
+    case PTRACE_EVENT_EXEC:
+        on_exec(s, t, tid);
+        ptrace(PTRACE_CONT, tid, 0, 0);
+        return ST_EXEC;
+    case 0:
+        /* Signal-delivery-stop: the signal is the target's; pass it on. */
+        s->signals_passed++;
+        ptrace(PTRACE_CONT, tid, 0, (void *)(uintptr_t)sig);
+        return ST_HANDLED;
+    default:
+        ptrace(PTRACE_CONT, tid, 0, 0);
+        return ST_HANDLED;
+    }
+}
+
+/* A trap nobody is waiting for (an interrupt we gave up on, a new
+ * thread's first stop): let the thread run. */
+static void resume_stray(struct session *s, pid_t tid)
+{
+    struct thread *t = session_find(s, tid);
+    if (t)
+        t->interrupt_pending = 0;
+    ptrace(PTRACE_CONT, tid, 0, 0);
+}
+
+void session_reap(struct session *s)
+{
+    for (;;) {
+        int status;
+        pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
+        if (tid <= 0) {
+            if (tid < 0 && errno == EINTR)
+                continue;
+            if (tid < 0 && errno == ECHILD)
+                s->exited = 1;  /* nothing left to trace */
+            return;
+        }
+        if (handle_status(s, tid, status) == ST_OURS)
+            resume_stray(s, tid);
+    }
+}
+
+/* The stop did not come in SESSION_STOP_TIMEOUT_MS. A thread that is
+ * only waiting for a CPU (a busy machine) gets until SESSION_STOP_MAX_MS:
+ * 1 to wait on. Otherwise (uninterruptible sleep, a zombie leader) skip
+ * it: until its trap comes (a stray trap is resumed when reaped), or for
+ * good when it is a zombie. Returns 0 to give up. */
+static int stop_slow(struct session *s, struct thread *t, uint64_t *deadline, int *extended)
+{
+    char c = thread_state_letter(s->pid, t->tid);
+    if (!*extended && (c == 'R' || c == 'S')) {
+        *extended = 1;
+        *deadline += (SESSION_STOP_MAX_MS - SESSION_STOP_TIMEOUT_MS) * 1000000ull;
+        return 1;
+    }
+    s->stop_timeouts++;
+    if (c == 'Z')
+        t->state = THREAD_ZOMBIE;
+    return 0;
+}
+
+int session_stop_thread(struct session *s, struct thread *t)
+{
+    if (t->state != THREAD_RUNNING)
+        return 1;
+    uint64_t now = mono_ns();
+    if (t->interrupt_pending && now - t->interrupt_ns < RETRY_INTERRUPT_NS)
+        return 1;
+    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
+        thread_gone(s, t);
+        s->threads_vanished++;
+        return 1;
+    }
+    t->interrupt_pending = 1;
+    t->interrupt_ns = now;
+    uint64_t deadline = now + SESSION_STOP_TIMEOUT_MS * 1000000ull;
+    int extended = 0;
+    for (;;) {
+        int status;
+        pid_t r = wait_any(&status, deadline);
+        if (r == 0) {
+            if (stop_slow(s, t, &deadline, &extended))
+                continue;
+            return 1;
+        }
+        if (r < 0) {            /* nothing traced any more */
+            s->exited = 1;
+            thread_gone(s, t);
+            s->threads_vanished++;
+            return 1;
+        }
+        if (r == t->tid && t->state == THREAD_RUNNING && WIFSTOPPED(status) &&
+            (status >> 16 == 0 || status >> 16 == PTRACE_EVENT_CLONE)) {
+            /* The kernel clears a pending interrupt at any ptrace-stop:
+             * this stop is the sample's. A signal is handed on at resume. */
+            t->interrupt_pending = 0;
+            if (status >> 16 == 0) {
+                t->resume_sig = WSTOPSIG(status);
+                s->signals_passed++;
+            } else {
+                on_clone(s, t->tid);
+            }
+            return 0;
+        }
+        enum status_kind k = handle_status(s, r, status);
+        if (r != t->tid) {
+            if (k == ST_OURS)
+                resume_stray(s, r);
+            continue;
+        }
+        switch (k) {
+        case ST_OURS:
+            t->interrupt_pending = 0;
+            return 0;
+        case ST_GONE:
+            s->threads_vanished++;
+            return 1;
+        case ST_GROUP_STOP:
+        case ST_EXEC:
+        case ST_HANDLED:        /* (a foreign process, detached) */
+            return 1;
+        }
+    }
+}
+
+int session_resume_thread(struct session *s, struct thread *t)
+{
+    int rc = 0, sig = t->resume_sig;
+    t->resume_sig = 0;
+    if (ptrace(PTRACE_CONT, t->tid, 0, (void *)(uintptr_t)sig) < 0) {
+        thread_gone(s, t);
+        rc = -1;
+    }
+    /* The wait for t may have taken the SIGCHLD of other statuses: pass
+     * them on now rather than at the next tick. */
+    session_reap(s);
+    return rc;
+}
+
+/* ---- attach ------------------------------------------------------------ */
 
 static void tracer_description(pid_t tracer, char *buf, size_t cap)
 {
@@ -314,6 +594,26 @@ static void permission_error(pid_t pid, char *err, size_t errlen)
              (int)pid, scope[0] ? " (now " : "", scope, scope[0] ? ")" : "");
 }
 
+/* PTRACE_SEIZE of tid refused with EPERM: 0 when that is fine (already
+ * ours through TRACECLONE, or an exited thread), else the error. */
+static int seize_refused(struct session *s, pid_t tid, char *err, size_t errlen)
+{
+    pid_t tracer = thread_tracer(s->pid, tid);
+    if (tracer == getpid())
+        return thread_add(s, tid) ? 0 : -1;
+    if (tracer <= 0 && is_zombie(s->pid, tid))
+        return 0;               /* exited (a pthread_exit'ed leader): nothing to seize */
+    if (tracer > 0) {
+        char who[96];
+        tracer_description(tracer, who, sizeof(who));
+        snprintf(err, errlen, "process %d is already traced by %s: "
+                 "detach that debugger or profiler first", (int)s->pid, who);
+    } else {
+        permission_error(s->pid, err, errlen);
+    }
+    return -1;
+}
+
 /* Seize every thread listed in /proc/PID/task until a pass finds none
  * new (threads may be born by not-yet-seized threads during a pass). */
 static int seize_all(struct session *s, char *err, size_t errlen)
@@ -326,63 +626,74 @@ static int seize_all(struct session *s, char *err, size_t errlen)
             snprintf(err, errlen, "process %d vanished while attaching", (int)s->pid);
             return -1;
         }
-        int added = 0;
+        int added = 0, rc = 0;
         struct dirent *e;
-        while ((e = readdir(d))) {
+        while (rc == 0 && (e = readdir(d))) {
             pid_t tid = (pid_t)atoi(e->d_name);
             if (tid <= 0 || session_find(s, tid))
                 continue;
-            if (ptrace(PTRACE_SEIZE, tid, 0, (void *)(uintptr_t)SEIZE_OPTS) < 0) {
-                if (errno == ESRCH)
-                    continue;   /* exited meanwhile */
-                int e2 = errno;
-                closedir(d);
-                if (e2 == EPERM) {
-                    char tp[32] = "0";
-                    status_field(s->pid, "TracerPid", tp, sizeof(tp));
-                    if (atoi(tp) != 0) {
-                        char who[96];
-                        tracer_description((pid_t)atoi(tp), who, sizeof(who));
-                        snprintf(err, errlen, "process %d is already traced by %s: "
-                                 "detach that debugger or profiler first", (int)s->pid, who);
-                    } else {
-                        permission_error(s->pid, err, errlen);
-                    }
-                } else {
-                    snprintf(err, errlen, "cannot trace thread %d of process %d: %s",
-                             (int)tid, (int)s->pid, strerror(e2));
+            if (ptrace(PTRACE_SEIZE, tid, 0, (void *)(uintptr_t)SEIZE_OPTS) == 0) {
+                if (!thread_add(s, tid)) {
+                    snprintf(err, errlen, "out of memory tracking threads");
+                    rc = -1;
                 }
-                return -1;
+                added++;
+            } else if (errno == EPERM) {
+                rc = seize_refused(s, tid, err, errlen);
+            } else if (errno != ESRCH) {    /* ESRCH: exited meanwhile */
+                snprintf(err, errlen, "cannot trace thread %d of process %d: %s",
+                         (int)tid, (int)s->pid, strerror(errno));
+                rc = -1;
             }
-            if (!thread_add(s, tid)) {
-                closedir(d);
-                snprintf(err, errlen, "out of memory tracking threads");
-                return -1;
-            }
-            added++;
         }
         closedir(d);
+        if (rc < 0)
+            return -1;
         if (!added)
             return 0;
     }
     return 0;
 }
 
-int session_attach(struct session *s, pid_t pid, char *err, size_t errlen)
+static void block_sigchld(void)
 {
-    memset(s, 0, sizeof(*s));
-    s->pid = pid;
-    char state[32] = "", tp[32] = "0";
-    if (kill(pid, 0) < 0 && errno == ESRCH) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+/* Refusals that need no ptrace: gone, zombie, ourselves, a thread id, a
+ * kernel thread, already traced. */
+static int check_target(pid_t pid, char *err, size_t errlen)
+{
+    char state[32] = "", tp[32] = "0", tgid[32] = "", threads[32] = "1";
+    if ((kill(pid, 0) < 0 && errno == ESRCH) ||
+        status_field(pid, "State", state, sizeof(state)) < 0) {
         snprintf(err, errlen, "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)pid);
         return -1;
     }
-    if (status_field(pid, "State", state, sizeof(state)) < 0) {
-        snprintf(err, errlen, "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)pid);
+    if (pid == getpid()) {
+        snprintf(err, errlen, "process %d is vmprof-attach itself: give the PID of "
+                 "the process to profile", (int)pid);
         return -1;
     }
-    if (state[0] == 'Z' || state[0] == 'X') {
+    if (status_field(pid, "Tgid", tgid, sizeof(tgid)) == 0 && atoi(tgid) != pid) {
+        snprintf(err, errlen, "%d is a thread of process %s, not a process: use -p %s",
+                 (int)pid, tgid, tgid);
+        return -1;
+    }
+    status_field(pid, "Threads", threads, sizeof(threads));
+    /* A zombie leader with live threads (it called pthread_exit) is alive. */
+    if ((state[0] == 'Z' || state[0] == 'X') && atoi(threads) <= 1) {
         snprintf(err, errlen, "process %d has exited (zombie): nothing to profile", (int)pid);
+        return -1;
+    }
+    unsigned long flags;
+    thread_stat(pid, pid, &flags);
+    if (flags & PF_KTHREAD_FLAG) {
+        snprintf(err, errlen, "process %d is a kernel thread: nothing to profile "
+                 "(give the PID of a user process)", (int)pid);
         return -1;
     }
     if (status_field(pid, "TracerPid", tp, sizeof(tp)) == 0 && atoi(tp) != 0) {
@@ -392,6 +703,16 @@ int session_attach(struct session *s, pid_t pid, char *err, size_t errlen)
                  "debugger or profiler first", (int)pid, who);
         return -1;
     }
+    return 0;
+}
+
+int session_attach(struct session *s, pid_t pid, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->pid = pid;
+    block_sigchld();
+    if (check_target(pid, err, errlen) < 0)
+        return -1;
     if (seize_all(s, err, errlen) < 0) {
         session_detach(s);
         session_free(s);
@@ -405,9 +726,26 @@ int session_attach(struct session *s, pid_t pid, char *err, size_t errlen)
     return 0;
 }
 
+/* In the child, before exec: the command gets the signal state vmprof-attach
+ * was started with, not the one it uses itself (it blocks SIGCHLD, SIGINT,
+ * SIGTERM and SIGHUP to take them with sigtimedwait, and ignores SIGPIPE;
+ * an exec keeps both the mask and ignored dispositions). */
+static void child_signal_state(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_DFL);
+}
+
 int session_spawn(struct session *s, char **argv, char **env_add, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
+    block_sigchld();
     int go[2], fail[2];
     if (pipe2(go, O_CLOEXEC) < 0 || pipe2(fail, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
@@ -426,6 +764,7 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
             _exit(127);
         for (char **e = env_add; e && *e; e++)
             putenv(*e);
+        child_signal_state();
         execvp(argv[0], argv);
         int e = errno;
         if (write(fail[1], &e, sizeof(e)) < 0)
@@ -466,52 +805,75 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
 
 /* ---- detach ------------------------------------------------------------ */
 
-void session_detach(struct session *s)
+/* One status while detaching: any ptrace-stop is the moment to let go of
+ * that thread (handing back a signal it was about to get); a clone event
+ * adds the child, which is let go at its own first stop. */
+static void detach_status(struct session *s, pid_t tid, int status)
+{
+    if (!WIFSTOPPED(status)) {
+        handle_status(s, tid, status);
+        return;
+    }
+    struct thread *t = session_find(s, tid);
+    if (t && t->state == THREAD_GONE)
+        t = NULL;
+    if (!t && !(t = newborn(s, tid, status)))
+        return;
+    int event = (unsigned)status >> 16;
+    if (event == PTRACE_EVENT_CLONE)
+        on_clone(s, tid);
+    if (event == PTRACE_EVENT_EXEC)
+        on_exec(s, t, tid);
+    if (event == 0)
+        s->signals_passed++;
+    /* group-stop: PTRACE_DETACH puts it back in the group-stop */
+    detach_from(s, t, tid, event == 0 ? WSTOPSIG(status) : 0);
+}
+
+static int only_zombies_left(struct session *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         struct thread *t = s->v[i];
-        if (t->state == THREAD_GONE)
-            continue;
-        /* PTRACE_DETACH needs a ptrace-stop: interrupt, then detach from
-         * whatever stop comes, handing back a pending signal. */
-        if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
-            thread_gone(s, t);
-            continue;
-        }
-        for (;;) {
-            int status;
-            pid_t r = waitpid(t->tid, &status, __WALL);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                thread_gone(s, t);
-                break;
-            }
-            if (WIFEXITED(status) || WIFSIGNALED(status)) {
-                handle_status(s, r, status);
-                break;
-            }
-            int event = (unsigned)status >> 16;
-            int sig = WSTOPSIG(status);
-            if (event == 0) {           /* signal-delivery-stop: hand it back */
-                ptrace(PTRACE_DETACH, t->tid, 0, (void *)(uintptr_t)sig);
-                break;
-            }
-            if (event == PTRACE_EVENT_CLONE) {
-                unsigned long child = 0;
-                if (ptrace(PTRACE_GETEVENTMSG, t->tid, 0, &child) == 0 && child > 0)
-                    thread_add(s, (pid_t)child);    /* detached later in this loop */
-            }
-            if (event == PTRACE_EVENT_STOP || event == PTRACE_EVENT_CLONE ||
-                event == PTRACE_EVENT_EXEC) {
-                ptrace(PTRACE_DETACH, t->tid, 0, 0);
-                break;
-            }
-            ptrace(PTRACE_CONT, t->tid, 0, 0);
-        }
-        if (t->state != THREAD_GONE)
-            thread_gone(s, t);
+        if (t->state != THREAD_GONE && !is_zombie(s->pid, t->tid))
+            return 0;
     }
+    return 1;
+}
+
+void session_detach(struct session *s)
+{
+    /* PTRACE_DETACH needs a ptrace-stop: interrupt every thread at once,
+     * then let go of each as its stop (of whatever kind) comes in. */
+    for (size_t i = 0; i < s->n; i++) {
+        struct thread *t = s->v[i];
+        if (t->state == THREAD_GONE || t->state == THREAD_FOREIGN)
+            continue;
+        if (t->state == THREAD_ZOMBIE) {
+            s->detach_stragglers++;
+            thread_gone(s, t);
+        } else if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
+            thread_gone(s, t);
+        }
+    }
+    uint64_t deadline = mono_ns() + SESSION_DETACH_MS * 1000000ull;
+    while (session_live_count(s) > 0) {
+        uint64_t now = mono_ns();
+        uint64_t until = now + DETACH_POLL_NS < deadline ? now + DETACH_POLL_NS : deadline;
+        int status;
+        pid_t r = wait_any(&status, until);
+        if (r < 0) {
+            break;              /* nothing traced any more */
+        } else if (r > 0) {
+            detach_status(s, r, status);
+        } else if (mono_ns() >= deadline || only_zombies_left(s)) {
+            for (size_t i = 0; i < s->n; i++)
+                if (s->v[i]->state != THREAD_GONE)
+                    s->detach_stragglers++;
+            break;
+        }
+    }
+    for (size_t i = 0; i < s->n; i++)
+        thread_gone(s, s->v[i]);
 }
 
 void session_free(struct session *s)

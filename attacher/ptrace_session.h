@@ -5,11 +5,16 @@
  * Invariants:
  *  - every thread is PTRACE_SEIZEd (never ATTACH: no SIGSTOP injected),
  *    with PTRACE_O_TRACECLONE so new threads are ours from birth and no
- *    PTRACE_O_EXITKILL, so our death leaves the target running;
+ *    PTRACE_O_EXITKILL, so our death leaves the target running; a process
+ *    the target makes with clone() (not a thread) is detached at birth;
  *  - a stop we did not ask for is resumed at once the way the target
  *    expects: a signal-delivery-stop with its signal, a group-stop with
  *    PTRACE_LISTEN (someone else's SIGSTOP stays in force);
+ *  - no wait blocks on one thread: every wait takes any traced thread's
+ *    status and is bounded in time, so a thread that cannot stop (exiting,
+ *    a zombie leader, uninterruptible sleep) never hangs the attacher;
  *  - session_detach() leaves no thread stopped, on every exit path.
+ * The caller must keep SIGCHLD blocked (session_attach/spawn block it).
  */
 #ifndef VMPROF_PTRACE_SESSION_H
 #define VMPROF_PTRACE_SESSION_H
@@ -20,7 +25,9 @@
 enum thread_state {
     THREAD_RUNNING = 0,         /* seized, not in a stop we hold */
     THREAD_GROUP_STOPPED,       /* in someone else's group-stop (LISTENed) */
-    THREAD_GONE,                /* exited; slot kept until swept */
+    THREAD_ZOMBIE,              /* exited leader waiting for its threads: cannot stop */
+    THREAD_FOREIGN,             /* a process cloned by the target: detach at its stop */
+    THREAD_GONE,                /* exited or detached; slot kept until swept */
 };
 
 struct thread {
@@ -31,11 +38,15 @@ struct thread {
     uint64_t cpu_ns;            /* CPU time at the last check */
     double credit;              /* cpu mode: intervals earned, not yet sampled */
     uint32_t idle_streak;       /* consecutive checks that found no CPU used */
+    uint32_t deferrals;         /* cpu mode: off-CPU stops let go in a row */
     uint64_t next_check;        /* tick at which to read schedstat again */
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
     uint32_t stack_need;        /* bytes above SP the last unwinds used */
+    int interrupt_pending;      /* PTRACE_INTERRUPT sent, its trap not yet seen */
+    int resume_sig;             /* held in a signal-delivery-stop: resume with it */
+    uint64_t interrupt_ns;      /* when (CLOCK_MONOTONIC) */
 };
 
 struct session {
@@ -52,6 +63,9 @@ struct session {
     uint64_t threads_seen;      /* every thread ever seized or born */
     uint64_t threads_vanished;  /* gone while we tried to sample them */
     uint64_t signals_passed;    /* signal-delivery-stops passed on */
+    uint64_t stop_timeouts;     /* stops that did not come in time (skipped) */
+    uint64_t execs;             /* exec events seen */
+    uint64_t detach_stragglers; /* threads left traced by session_detach (zombie, D state) */
 };
 
 /* Error text: one line, names the cause and the fix. */
@@ -63,10 +77,17 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
 /* Reap every pending wait status without blocking and handle it. */
 void session_reap(struct session *s);
 
-/* Stop thread t (PTRACE_INTERRUPT) and wait until it is in our stop.
- * Returns 0 when stopped (call session_resume after the snapshot),
- * 1 when the thread cannot be sampled now (gone, group-stopped). */
+/* Stop thread t (PTRACE_INTERRUPT) and wait until it is in our stop,
+ * handling every other thread's status meanwhile; waits at most
+ * SESSION_STOP_TIMEOUT_MS, or SESSION_STOP_MAX_MS for a thread that is
+ * only waiting for a CPU. Returns 0 when stopped (call
+ * session_resume_thread after the snapshot), 1 when the thread cannot be
+ * sampled now (gone, group-stopped, exec, cannot stop: counted in
+ * stop_timeouts). */
+#define SESSION_STOP_TIMEOUT_MS 100
+#define SESSION_STOP_MAX_MS 1000
 int session_stop_thread(struct session *s, struct thread *t);
+/* PTRACE_CONT t, then pass on whatever other statuses are pending. */
 int session_resume_thread(struct session *s, struct thread *t);
 
 struct thread *session_find(struct session *s, pid_t tid);
@@ -75,7 +96,11 @@ void session_sweep(struct session *s);
 /* Live threads; indexes stay valid until session_sweep. */
 size_t session_live_count(const struct session *s);
 
-/* Detach from every thread, leaving each running (or in its group-stop). */
+/* Detach from every thread, leaving each running (or in its group-stop).
+ * Bounded: threads that cannot reach a stop within SESSION_DETACH_MS
+ * (a zombie leader, uninterruptible sleep) are left to the kernel, which
+ * detaches them when the attacher exits (counted in detach_stragglers). */
+#define SESSION_DETACH_MS 2000
 void session_detach(struct session *s);
 void session_free(struct session *s);
 

@@ -12,6 +12,7 @@ import sys
 OK = re.compile(r"^\s*ok\b")
 NOT_OK = re.compile(r"^\s*not ok\b")
 SKIP = re.compile(r"#\s*skip", re.I)
+TODO = re.compile(r"#\s*todo", re.I)
 
 
 def count(path):
@@ -25,7 +26,10 @@ def count(path):
             p = fl = s = 0
             for l in (t.get("stdout") or "").splitlines():
                 if NOT_OK.match(l):
-                    fl += 1
+                    if TODO.search(l):
+                        s += 1      # an expected failure (xfail): a known bug, not a new one
+                    else:
+                        fl += 1
                 elif OK.match(l):
                     if SKIP.search(l):
                         s += 1
