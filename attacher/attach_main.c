@@ -67,8 +67,13 @@ static int find_shim(const struct options *o, char *out, size_t cap)
 
 static int open_output(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
+    /* O_NOFOLLOW: often run as root, often into /tmp, where another user
+     * could plant a link to a file of ours. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 && errno == ELOOP)
+        snprintf(err, errlen, "output '%s' is a symbolic link: give the real path with -o",
+                 path);
+    else if (fd < 0)
         snprintf(err, errlen, "cannot write output '%s': %s; choose a writable path with -o",
                  path, strerror(errno));
     return fd;
@@ -178,12 +183,6 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-
     char outpath[PATH_MAX];
     int out_fd = -1;
     if (o.pid) {
@@ -249,6 +248,14 @@ int main(int argc, char **argv)
         }
     }
 
+    /* One fd per sampled thread (schedstat): raise our own limit, only now
+     * that a spawned command has its own, unchanged one. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
     /* The target's root, held open so objects stay reachable for symbol
      * resolution after the target has exited (and inside containers). */
     char root[64];
@@ -306,7 +313,7 @@ int main(int argc, char **argv)
         s->prof = NULL;
         if (!o.quiet && rc == EXIT_OK)
             print_top(outpath, 10);
-        if (!o.quiet)
+        if (!o.quiet && rc == EXIT_OK)
             fprintf(stderr, "vmprof-attach: %llu samples in %.1f s from %llu threads of "
                     "process %d (%s)%s\nvmprof-attach: wrote %s; view it with: vmprof-report %s\n",
                     (unsigned long long)nsamples, s->elapsed,

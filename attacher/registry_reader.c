@@ -340,7 +340,9 @@ static int try_path(struct search *s, const char *path, struct registry **out,
 
     if (s->tried >= MAX_CANDIDATES)
         return 1;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: the target chooses what its fd is; a FIFO named like
+     * the memfd must not block us at open (and is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == EACCES || errno == EPERM) {
             s->failed++;
@@ -349,7 +351,7 @@ static int try_path(struct search *s, const char *path, struct registry **out,
         }
         return 1;
     }
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return 1;
     }
