@@ -176,11 +176,7 @@ int main(int argc, char **argv)
 
     /* Signals are taken synchronously by the sampler (sigtimedwait). */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    sampler_signals(&set);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     char outpath[PATH_MAX];

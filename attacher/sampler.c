@@ -473,14 +473,19 @@ static void show_status(struct sampler *s, double elapsed)
     fflush(stderr);
 }
 
+void sampler_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
 enum stop_reason sampler_run(struct sampler *s)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    sampler_signals(&set);
 
     double start = now_mono(), next = start;
     double dur = s->o->duration;

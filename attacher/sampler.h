@@ -11,6 +11,7 @@
 #ifndef VMPROF_SAMPLER_H
 #define VMPROF_SAMPLER_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/time.h>
 
@@ -74,6 +75,10 @@ struct sampler {
     char err[512];
 };
 
+/* The signals sampler_run takes with sigtimedwait: SIGCHLD (ptrace
+ * events), SIGINT, SIGTERM, SIGHUP (clean stop). Block them before
+ * attaching. */
+void sampler_signals(sigset_t *set);
 int sampler_init(struct sampler *s, const struct options *o, struct session *sess,
                  const char *root, int out_fd);
 /* Runs until the target exits, the duration passes or a stop signal
