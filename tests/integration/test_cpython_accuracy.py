@@ -61,12 +61,21 @@ def report(title, r, figures):
     pyprof.log_report(f"stop times {title}", r.stderr.splitlines()[-1])
 
 
+KNOWN_BUG = ("known bug, issue 3 left open: the phase with C->Python callbacks (sorted with "
+             "a key function) reads 2-4 points low, more under CPU contention where samples "
+             "drift to system calls")
+
+
 def check_figures(figures):
-    for name, (got, want) in figures.items():
-        assert abs(got - want) <= 0.03, (name, got, want)
+    """Every phase within 3 points. A miss is reported as the known bug
+    (TAP 'not ok # TODO', shown in the summary as skipped), never hidden:
+    a pass is a pass, a miss is listed with its figures."""
+    misses = [(name, round(got, 3), round(want, 3)) for name, (got, want) in figures.items()
+              if abs(got - want) > 0.03]
+    if misses:
+        pytest.xfail(f"{KNOWN_BUG}: {misses}")
 
 
-@pytest.mark.xfail(reason="known bug (issue 3 left open): the phase with C->Python callbacks (sorted with a key function) comes out 2-4 points low on a quiet machine and more under CPU contention, where samples drift to system calls; the 3-point bound is kept, the cause is not found yet", strict=False)
 def test_phase_shares_match_the_workloads_own_timing(tmp_path, targets):
     seconds = 8.0
     out, r, measured, pool, figures = profile_phases(tmp_path, targets, seconds)
@@ -91,7 +100,6 @@ def test_phase_shares_match_the_workloads_own_timing(tmp_path, targets):
     assert pyprof.header(str(out))[1] == "cpython"
 
 
-@pytest.mark.xfail(reason="known bug (issue 3 left open): the phase with C->Python callbacks (sorted with a key function) comes out 2-4 points low on a quiet machine and more under CPU contention, where samples drift to system calls; the 3-point bound is kept, the cause is not found yet", strict=False)
 def test_phase_shares_hold_when_the_cpu_is_contended(tmp_path, targets):
     cpu = max(os.sched_getaffinity(0))
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
