@@ -493,7 +493,16 @@ enum stop_reason sampler_run(struct sampler *s)
     gettimeofday(&s->start_tv, NULL);
     s->vm_searching = s->find_vm != NULL;
     double last_status = start, search_since = start;
+    const struct timespec no_wait = { 0, 0 };
     for (;;) {
+        /* A stop signal is honoured even when every tick runs late and the
+         * loop never reaches the waiting sigtimedwait below (stop signals
+         * have lower numbers than SIGCHLD: they come out first). */
+        int pending = sigtimedwait(&set, NULL, &no_wait);
+        if (pending == SIGINT || pending == SIGTERM || pending == SIGHUP) {
+            why = STOP_SIGNAL;
+            break;
+        }
         session_reap(s->sess);
         if (s->sess->exited) {
             why = STOP_TARGET_EXITED;

@@ -57,3 +57,31 @@ def test_sigterm_stops_cleanly_and_detaches(tmp_path, targets):
     assert t.alive()
     stats, samples = read_vmprof(str(out))
     assert len(samples) > 100
+
+
+NAPPERS = """
+import threading, time
+def nap():
+    while True:
+        time.sleep(0.0005)
+for _ in range(200):
+    threading.Thread(target=nap, daemon=True).start()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigint_stops_a_run_that_is_behind_schedule(tmp_path, targets):
+    # 200 threads that wake every 0.5 ms, wall mode at 1 kHz: every tick runs
+    # late, so the loop never waits; SIGINT must still end the run.
+    t = targets(["/usr/bin/python3.11", "-c", NAPPERS])
+    out = tmp_path / "behind.prof"
+    a = subprocess.Popen([ATTACH, "-p", str(t.pid), "-o", str(out), "--mode", "wall",
+                          "-i", "0.001", "-q"], stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    a.send_signal(signal.SIGINT)
+    assert a.wait(timeout=15) == 0, a.stderr.read()
+    assert tracer_pid(t.pid) == 0
+    assert t.alive()
+    stats, samples = read_vmprof(str(out))
+    assert len(samples) > 100
