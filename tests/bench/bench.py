@@ -95,6 +95,14 @@ class Ctx:
         print(f"bench: ERROR {msg}", file=sys.stderr, flush=True)
 
 
+def py_version(py):
+    try:
+        r = subprocess.run([py, "--version"], capture_output=True, text=True, timeout=30)
+        return r.stdout.strip() or "python"
+    except (OSError, subprocess.SubprocessError):
+        return "python"
+
+
 def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
@@ -303,7 +311,7 @@ def section1(c):
     def bare_median(*names):
         return bl.median([v["time"] for nm in names for v in res[nm] if v]) or 0
 
-    sp, bases = "Debian python3.11", ["bare", "bare-again"]
+    sp, bases = f"Debian {py_version(SYS_PY)}", ["bare", "bare-again"]
     add("bare-again", ["bare"], f"{sp}: bare vs bare (noise floor; bare median "
         f"{bare_median(*bases):.2f} s)")
     for hz, _ in RATES:
@@ -319,7 +327,7 @@ def section1(c):
         c.row(1, "below py-spy --native", f"{sp}: vmprof-attach vs py-spy --native, {hz} Hz",
               f"{pct(ours)} vs {pct(theirs)}", min(n1, n2), "", "attach < py-spy --native",
               verdict(ok), adj=f"{pct(ours_adj)} vs {pct(theirs_adj)}")
-    vp, vbases = "venv python 3.11.7", ["v-bare", "v-bare-again"]
+    vp, vbases = f"venv {py_version(c.venv_py)}", ["v-bare", "v-bare-again"]
     add("v-bare-again", ["v-bare"], f"{vp}: bare vs bare (noise floor; bare median "
         f"{bare_median(*vbases):.2f} s)")
     for hz, _ in RATES:
@@ -596,7 +604,8 @@ def render(c, started, load0, elapsed):
                      "waiting for a CPU; compare with a run on an idle machine")
     lines += [
         "",
-        "| # | Measure | Configuration | Median | Excl. CPU wait | Runs | Notes | Target | Result |",
+        "| # | Measure | Configuration | Median | Excl. CPU wait | Runs | Notes | Target "
+        "| Result |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for sec, measure, config, value, adj, runs, note, target, result in c.rows:
