@@ -41,10 +41,12 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The coarse clock file times are taken from: a file written after this
+ * reading never has an older mtime. */
 static long long real_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
@@ -83,22 +85,19 @@ int children_open(struct children *c, const struct options *o, const char *outpa
     return 0;
 }
 
-/* The log of process pid: BASE.PID.prof (or BASE.PID), -2, -3... when
- * this run already wrote that name (a reused pid). A file from an earlier
- * run is older than run_start and is replaced. */
-static void log_name(const struct children *c, pid_t pid, char *out, size_t cap)
+void children_log_name(const char *base, long long run_start, pid_t pid, char *out, size_t cap)
 {
-    size_t bl = strlen(c->base);
-    int prof = bl > 5 && strcmp(c->base + bl - 5, ".prof") == 0;
+    size_t bl = strlen(base);
+    int prof = bl > 5 && strcmp(base + bl - 5, ".prof") == 0;
     int stem = prof ? (int)(bl - 5) : (int)bl;
     for (int k = 1; k < 1000; k++) {
         char dup[16] = "";
         if (k > 1)
             snprintf(dup, sizeof(dup), "-%d", k);
-        snprintf(out, cap, "%.*s.%d%s%s", stem, c->base, (int)pid, dup, prof ? ".prof" : "");
+        snprintf(out, cap, "%.*s.%d%s%s", stem, base, (int)pid, dup, prof ? ".prof" : "");
         struct stat st;
         if (lstat(out, &st) < 0 ||
-            (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec < c->run_start)
+            (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec < run_start)
             return;
     }
 }
@@ -225,7 +224,7 @@ void children_follow(struct children *c, pid_t pid, int handoff)
     if (handoff && pipe2(h, O_CLOEXEC) < 0)
         h[0] = h[1] = -1;
     snprintf(spid, sizeof(spid), "%d", (int)pid);
-    log_name(c, pid, out, sizeof(out));
+    children_log_name(c->base, c->run_start, pid, out, sizeof(out));
     snprintf(ival, sizeof(ival), "%.9g", o->interval);
     snprintf(dur, sizeof(dur), "%.3f", left);
     snprintf(fol, sizeof(fol), "--follower=%d:%d:%d:%lld:%s", c->report_w, h[1],
@@ -393,9 +392,7 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The summary: one line per process with a log or a failure, by pid;
- * those that ended before their first sample only counted. */
-static void print_lines(FILE *out, char *buf, size_t len)
+void children_print_summary(FILE *out, char *buf, size_t len)
 {
     buf[len] = '\0';
     size_t count = 0, n = 0, gone = 0;
@@ -496,7 +493,7 @@ void children_wait(struct children *c, FILE *out)
     if (!eof && c->report_r >= 0)
         drain(c, &buf, &len, &cap);
     if (out && buf)
-        print_lines(out, buf, len);
+        children_print_summary(out, buf, len);
     free(buf);
 }
 

@@ -82,4 +82,14 @@ void children_report(const struct options *o, pid_t target, long long samples,
                      const char *why);
 void children_close(struct children *c);
 
+/* The log of process pid in the run whose main log is base: BASE.PID.prof
+ * (or BASE.PID), then -2, -3... when this run already wrote that name (a
+ * reused pid): a file modified since run_start (CLOCK_REALTIME_COARSE ns). One
+ * from an earlier run is older, and is replaced. */
+void children_log_name(const char *base, long long run_start, pid_t pid, char *out, size_t cap);
+/* Prints the report lines in buf[0..len) (buf has room for a NUL at len)
+ * as the summary: one line per process with a log or a failure, by pid;
+ * those that ended before their first sample only counted. */
+void children_print_summary(FILE *out, char *buf, size_t len);
+
 #endif
