@@ -47,7 +47,7 @@ struct children {
     int top;                    /* the vmprof-attach the user ran */
     char exe[PATH_MAX];         /* this program, run for each follower */
     char base[PATH_MAX];        /* the run's main log */
-    long long run_start;        /* CLOCK_REALTIME s: logs newer are this run's */
+    long long run_start;        /* CLOCK_REALTIME_COARSE ns: logs newer are this run's */
     uint64_t deadline_ns;       /* CLOCK_MONOTONIC end of the run (-d), 0 none */
     int report_r, report_w;     /* the report pipe (report_r: top only) */
     struct follower *v;

@@ -39,7 +39,7 @@ struct options {
         int handoff_fd;         /* -1, or: write a byte, then take over the
                                  * target from our parent (SESSION_HANDOFF) */
         pid_t parent;           /* the vmprof-attach that started us */
-        long long run_start;    /* the whole run's start, CLOCK_REALTIME s */
+        long long run_start;    /* the whole run's start, CLOCK_REALTIME_COARSE ns */
         const char *base;       /* the run's main log: child logs are named from it */
     } follower;
 };
