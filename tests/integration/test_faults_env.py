@@ -355,6 +355,19 @@ print("done", flush=True)
 """
 
 
+def attach_within(pid, out, seconds):
+    """vmprof-attach -p pid for 0.5 s: (exit status or "hung", stderr)."""
+    a = subprocess.Popen([ATTACH, "-p", str(pid), "-o", str(out), "-d", "0.5", "-q"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        rc = a.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        a.kill()
+        a.wait()
+        rc = "hung"
+    return rc, a.stderr.read()
+
+
 def test_fifo_posing_as_the_registry_does_not_hang_the_attacher(tmp_path):
     # Its fd link reads "/memfd:vmprof-registry (deleted)", like the shim's.
     needs_root()
@@ -365,14 +378,7 @@ def test_fifo_posing_as_the_registry_does_not_hang_the_attacher(tmp_path):
     try:
         line = t.stdout.readline()
         assert line.startswith("ready") and "memfd:vmprof-registry" in line, line
-        a = subprocess.Popen([ATTACH, "-p", str(t.pid), "-o", str(tmp_path / "f.prof"),
-                              "-d", "0.5", "-q"], stderr=subprocess.PIPE, text=True)
-        try:
-            rc = a.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            a.wait()
-            rc = "hung"
+        rc, _err = attach_within(t.pid, tmp_path / "f.prof", 5)
         assert wait_released(t.pid)[0] == 0
         assert t.wait(timeout=10) == 0
         assert rc == 0, rc
@@ -406,15 +412,8 @@ def test_fifo_at_the_perf_map_path_does_not_hang_the_attacher(tmp_path):
     try:
         line = t.stdout.readline()
         assert line.startswith("ready"), line
-        a = subprocess.Popen([ATTACH, "-p", str(t.pid), "-o", str(tmp_path / "p.prof"),
-                              "-d", "0.5", "-q"], stderr=subprocess.PIPE, text=True)
-        try:
-            rc = a.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            a.wait()
-            rc = "hung"
-        assert rc == 0, (rc, a.stderr.read())
+        rc, err = attach_within(t.pid, tmp_path / "p.prof", 5)
+        assert rc == 0, (rc, err)
         assert wait_released(t.pid)[0] == 0
         assert t.wait(timeout=10) == 0
         assert read_vmprof(str(tmp_path / "p.prof"))[1], "samples"
