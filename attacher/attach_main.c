@@ -318,6 +318,13 @@ static int profile(const struct options *o, struct run_result *res)
     session_detach(&sess);
     if (have_children && why != STOP_TARGET_EXITED && why != STOP_DURATION)
         children_stop(&ch);    /* a signal or an error: the whole run ends */
+    if (sess.execs) {
+        /* the summary names the program it ran last (if it still runs) */
+        char now[sizeof(res->cmdline)];
+        read_cmdline(sess.pid, now, sizeof(now));
+        if (now[0])
+            memcpy(cmdline, now, sizeof(now));
+    }
 
     if (why == STOP_ERROR) {
         die_line(s->err);

@@ -482,6 +482,15 @@ void sampler_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
+/* A process we saw being born (spawned, or a new child handed to us as a
+ * --children follower) may publish its VM registry after we attached: its
+ * shim's constructor or atfork handler has not run yet. Keep looking for
+ * VM_SEARCH_MAX. A process found running has published it already. */
+static int vm_may_appear(const struct sampler *s)
+{
+    return s->sess->spawned || s->o->follower.active;
+}
+
 enum stop_reason sampler_run(struct sampler *s)
 {
     sigset_t set;
@@ -539,14 +548,14 @@ enum stop_reason sampler_run(struct sampler *s)
             reload_maps(s);
             /* A wrapper (sh -c, env, pyenv's shim) exec'd the real program:
              * give that one its own time to publish a registry. */
-            if (s->sess->spawned && !s->dec) {
+            if (vm_may_appear(s) && !s->dec) {
                 s->vm_searching = 1;
                 search_since = now;
             }
         }
         if (s->vm_searching && !s->dec) {
             s->dec = s->find_vm(s, s->find_vm_arg);
-            if (s->dec || !s->sess->spawned || now - search_since > VM_SEARCH_MAX)
+            if (s->dec || !vm_may_appear(s) || now - search_since > VM_SEARCH_MAX)
                 s->vm_searching = 0;
         }
         /* The log's header names the VM: open it once the VM is known or
