@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "children.h"
 #include "options.h"
 #include "profile.h"
 #include "report.h"
@@ -35,9 +37,14 @@
 #define SHIM_INSTALL_PATH ""
 #endif
 
+static int follower_mode;        /* --follower: errors go in the report line */
+static char last_err[1024];
+
 static void die_line(const char *msg)
 {
-    fprintf(stderr, "vmprof-attach: %s\n", msg);
+    snprintf(last_err, sizeof(last_err), "%s", msg);
+    if (!follower_mode)
+        fprintf(stderr, "vmprof-attach: %s\n", msg);
 }
 
 /* The shim to preload for a spawned command: --shim, $VMPROF_SHIM, next to
@@ -157,36 +164,28 @@ static struct vm_decoder *find_vm(struct sampler *s, void *arg)
     return d;
 }
 
-int main(int argc, char **argv)
-{
-    struct options o;
-    char err[1024];
-    if (options_parse(&o, argc, argv, err, sizeof(err)) != 0) {
-        die_line(err);
-        return EXIT_USAGE;
-    }
-    if (o.help) {
-        options_usage(stdout);
-        return EXIT_OK;
-    }
-    if (o.version) {
-        printf("vmprof-attach %s\n", VMPROF_ATTACH_VERSION);
-        return EXIT_OK;
-    }
-
-    /* Signals are taken synchronously by the sampler (sigtimedwait). */
-    sigset_t set;
-    sampler_signals(&set);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+/* What one run produced, for the summary a follower reports. */
+struct run_result {
     char outpath[PATH_MAX];
+    char cmdline[1024];
+    long long samples;          /* -1: no log */
+    double elapsed;
+};
+
+/* Attach (or spawn), sample until the end, write the log and the summary.
+ * Returns the exit code. */
+static int profile(const struct options *o, struct run_result *res)
+{
+    char err[1024];
+    char *outpath = res->outpath;
+    const size_t outcap = sizeof(res->outpath);
     int out_fd = -1;
-    if (o.pid) {
-        snprintf(outpath, sizeof(outpath), "%s", o.output ? o.output : "");
-        if (!o.output)
-            snprintf(outpath, sizeof(outpath), "vmprof-%d.prof", (int)o.pid);
-        if (kill(o.pid, 0) < 0 && errno == ESRCH) {
-            snprintf(err, sizeof(err), "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)o.pid);
+    if (o->pid) {
+        snprintf(outpath, outcap, "%s", o->output ? o->output : "");
+        if (!o->output)
+            snprintf(outpath, outcap, "vmprof-%d.prof", (int)o->pid);
+        if (kill(o->pid, 0) < 0 && errno == ESRCH) {
+            snprintf(err, sizeof(err), "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)o->pid);
             die_line(err);
             return EXIT_RUNTIME;
         }
@@ -194,8 +193,8 @@ int main(int argc, char **argv)
             die_line(err);
             return EXIT_RUNTIME;
         }
-    } else if (o.output) {
-        snprintf(outpath, sizeof(outpath), "%s", o.output);
+    } else if (o->output) {
+        snprintf(outpath, outcap, "%s", o->output);
         if ((out_fd = open_output(outpath, err, sizeof(err))) < 0) {
             die_line(err);
             return EXIT_RUNTIME;
@@ -206,8 +205,15 @@ int main(int argc, char **argv)
     }
 
     struct session sess;
-    if (o.pid) {
-        if (session_attach(&sess, o.pid, err, sizeof(err)) < 0) {
+    unsigned sflags = o->children ? SESSION_FOLLOW_CHILDREN : 0;
+    if (o->pid) {
+        if (o->follower.handoff_fd >= 0) {
+            /* ready: our parent lets go of the new process now */
+            sflags |= SESSION_HANDOFF;
+            if (write(o->follower.handoff_fd, "r", 1) < 0) { /* parent gone: it lets go anyway */ }
+            close(o->follower.handoff_fd);
+        }
+        if (session_attach(&sess, o->pid, sflags, err, sizeof(err)) < 0) {
             die_line(err);
             close(out_fd);
             unlink(outpath);
@@ -216,16 +222,16 @@ int main(int argc, char **argv)
     } else {
         char shim[PATH_MAX], preload[PATH_MAX + 64];
         char *env_add[2] = { NULL, NULL };
-        if (find_shim(&o, shim, sizeof(shim)) == 0) {
+        if (find_shim(o, shim, sizeof(shim)) == 0) {
             const char *old = getenv("LD_PRELOAD");
             snprintf(preload, sizeof(preload), "LD_PRELOAD=%s%s%s", shim,
                      old && *old ? " " : "", old && *old ? old : "");
             env_add[0] = preload;
-        } else if (!o.quiet) {
+        } else if (!o->quiet) {
             fprintf(stderr, "vmprof-attach: shim library not found (give --shim PATH or set "
                     "VMPROF_SHIM): profiling native frames only\n");
         }
-        if (session_spawn(&sess, o.command, env_add, err, sizeof(err)) < 0) {
+        if (session_spawn(&sess, o->command, env_add, sflags, err, sizeof(err)) < 0) {
             die_line(err);
             if (out_fd >= 0) {
                 close(out_fd);
@@ -234,7 +240,7 @@ int main(int argc, char **argv)
             return EXIT_RUNTIME;
         }
         if (out_fd < 0) {
-            snprintf(outpath, sizeof(outpath), "vmprof-%d.prof", (int)sess.pid);
+            snprintf(outpath, outcap, "vmprof-%d.prof", (int)sess.pid);
             if ((out_fd = open_output(outpath, err, sizeof(err))) < 0) {
                 die_line(err);
                 session_detach(&sess);
@@ -260,16 +266,39 @@ int main(int argc, char **argv)
     if (root_fd >= 0)
         snprintf(root, sizeof(root), "/proc/self/fd/%d", root_fd);
 
-    char cmdline[1024];
-    read_cmdline(sess.pid, cmdline, sizeof(cmdline));
+    char *cmdline = res->cmdline;
+    read_cmdline(sess.pid, cmdline, sizeof(res->cmdline));
+
+    /* --children: followers for the processes it makes from now on (held
+     * at birth by the session, handed over) and, with -p, has made. */
+    struct children ch;
+    int have_children = 0;
+    if (o->children) {
+        if (children_open(&ch, o, outpath, err, sizeof(err)) < 0) {
+            die_line(err);
+            session_detach(&sess);
+            session_free(&sess);
+            return EXIT_RUNTIME;
+        }
+        have_children = 1;
+        sess.on_process = children_on_process;
+        sess.on_process_arg = &ch;
+        if (o->pid)
+            children_scan(&ch, sess.pid);
+    }
 
     struct sampler *s = calloc(1, sizeof(*s));
-    struct find_ctx fc = { 0, o.quiet };
+    struct find_ctx fc = { 0, o->quiet };
     int rc = EXIT_OK;
-    if (!s || sampler_init(s, &o, &sess, root, out_fd) < 0) {
+    if (!s || sampler_init(s, o, &sess, root, out_fd) < 0) {
         die_line(s ? s->err : "out of memory");
         session_detach(&sess);
         session_free(&sess);
+        if (have_children) {
+            children_stop(&ch);
+            children_wait(&ch, NULL);
+            children_close(&ch);
+        }
         return EXIT_RUNTIME;
     }
     /* Symbols are resolved at the end, when the target may be gone: open
@@ -283,10 +312,12 @@ int main(int argc, char **argv)
     s->find_vm = find_vm;
     s->find_vm_arg = &fc;
     s->cmdline = cmdline;
-    s->status_line = !o.quiet && isatty(STDERR_FILENO);
+    s->status_line = !o->quiet && isatty(STDERR_FILENO);
 
     enum stop_reason why = sampler_run(s);
     session_detach(&sess);
+    if (have_children && why != STOP_TARGET_EXITED && why != STOP_DURATION)
+        children_stop(&ch);    /* a signal or an error: the whole run ends */
 
     if (why == STOP_ERROR) {
         die_line(s->err);
@@ -302,14 +333,15 @@ int main(int argc, char **argv)
             sym = NULL;
         }
         uint64_t nsamples = profile_samples(s->prof);
+        res->samples = (long long)nsamples;
         if (profile_finish(s->prof, sym, &s->end_tv, err, sizeof(err)) < 0) {
             die_line(err);
             rc = EXIT_RUNTIME;
         }
         s->prof = NULL;
-        if (!o.quiet && rc == EXIT_OK)
+        if (!o->quiet && rc == EXIT_OK)
             print_top(outpath, 10);
-        if (!o.quiet && rc == EXIT_OK)
+        if (!o->quiet && rc == EXIT_OK)
             fprintf(stderr, "vmprof-attach: %llu samples in %.1f s from %llu threads of "
                     "process %d (%s)%s\nvmprof-attach: wrote %s; view it with: vmprof-report %s\n",
                     (unsigned long long)nsamples, s->elapsed,
@@ -318,7 +350,7 @@ int main(int argc, char **argv)
                     why == STOP_TARGET_EXITED ? ", until it exited" : "",
                     outpath, outpath);
     }
-    if (o.stats)
+    if (o->stats)
         print_stats(s);
     close(out_fd);
 
@@ -332,6 +364,7 @@ int main(int argc, char **argv)
             rc = EXIT_RUNTIME;
         }
     }
+    res->elapsed = s->elapsed;
     if (sym)
         sym_close(sym);
     sampler_free(s);
@@ -339,5 +372,48 @@ int main(int argc, char **argv)
     session_free(&sess);
     if (root_fd >= 0)
         close(root_fd);
+    if (have_children) {
+        children_wait(&ch, o->quiet ? NULL : stderr);
+        children_close(&ch);
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    char err[1024];
+    if (options_parse(&o, argc, argv, err, sizeof(err)) != 0) {
+        die_line(err);
+        return EXIT_USAGE;
+    }
+    if (o.help) {
+        options_usage(stdout);
+        return EXIT_OK;
+    }
+    if (o.version) {
+        printf("vmprof-attach %s\n", VMPROF_ATTACH_VERSION);
+        return EXIT_OK;
+    }
+
+    /* Signals are taken synchronously by the sampler (sigtimedwait). */
+    sigset_t set;
+    sampler_signals(&set);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (o.follower.active) {
+        /* A follower of --children: ends with the vmprof-attach that
+         * started it (SIGTERM is taken like the user's), and reports in one
+         * line on the run's report pipe instead of on stderr. */
+        follower_mode = 1;
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != o.follower.parent)
+            raise(SIGTERM);     /* it died already: blocked, pending, stops the run */
+    }
+    struct run_result res = { .samples = -1 };
+    int rc = profile(&o, &res);
+    if (o.follower.active)
+        children_report(&o, o.pid, rc == EXIT_OK ? res.samples : -1, res.elapsed,
+                        res.outpath, res.cmdline, last_err[0] ? last_err : "no log written");
     return rc;
 }

@@ -37,6 +37,8 @@ void options_usage(FILE *out)
 "                       all keeps every frame, none keeps VM frames only\n"
 "      --lines          record the current line of every VM frame\n"
 "      --mem            record the process's resident set size with every sample\n"
+"      --children       also profile the processes it creates (and with -p, has\n"
+"                       created): one log each, named OUT.PID.prof\n"
 "      --shim PATH      shim library to preload for COMMAND\n"
 "      --stats          print sampler statistics as key=value at the end\n"
 "  -q, --quiet          no summary at the end\n"
@@ -66,7 +68,8 @@ static int parse_pid(const char *s, pid_t *out)
     return 0;
 }
 
-enum { OPT_STATS = 256, OPT_MODE, OPT_NATIVE, OPT_LINES, OPT_VERSION, OPT_SHIM, OPT_MEM };
+enum { OPT_STATS = 256, OPT_MODE, OPT_NATIVE, OPT_LINES, OPT_VERSION, OPT_SHIM, OPT_MEM,
+       OPT_CHILDREN, OPT_FOLLOWER };
 
 static const struct option long_opts[] = {
     { "pid", required_argument, NULL, 'p' },
@@ -82,8 +85,35 @@ static const struct option long_opts[] = {
     { "mem", no_argument, NULL, OPT_MEM },
     { "version", no_argument, NULL, OPT_VERSION },
     { "shim", required_argument, NULL, OPT_SHIM },
+    { "children", no_argument, NULL, OPT_CHILDREN },
+    { "follower", required_argument, NULL, OPT_FOLLOWER },
     { NULL, 0, NULL, 0 },
 };
+
+/* RFD:HFD:PPID:T0:BASE (internal: written by children.c, never by hand). */
+static int parse_follower(const char *arg, struct follower_opts *f)
+{
+    long long v[4];
+    const char *p = arg;
+    for (int i = 0; i < 4; i++) {
+        char *end;
+        errno = 0;
+        v[i] = strtoll(p, &end, 10);
+        if (errno || end == p || *end != ':')
+            return -1;
+        p = end + 1;
+    }
+    if (v[0] < 0 || v[0] > INT_MAX || v[1] < -1 || v[1] > INT_MAX || v[2] <= 0 ||
+        v[2] > INT_MAX || !*p)
+        return -1;
+    f->active = 1;
+    f->report_fd = (int)v[0];
+    f->handoff_fd = (int)v[1];
+    f->parent = (pid_t)v[2];
+    f->run_start = v[3];
+    f->base = p;
+    return 0;
+}
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return EXIT_USAGE; } while (0)
 
@@ -91,6 +121,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 {
     memset(o, 0, sizeof(*o));
     o->interval = 0.004;
+    o->follower.handoff_fd = -1;
     int have_pid = 0;
 
     optind = 1;
@@ -126,6 +157,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_LINES: o->lines = 1; break;
         case OPT_MEM: o->mem = 1; break;
         case OPT_SHIM: o->shim_path = optarg; break;
+        case OPT_CHILDREN: o->children = 1; break;
+        case OPT_FOLLOWER:
+            if (parse_follower(optarg, &o->follower) < 0)
+                FAIL("bad --follower '%s': it is internal to --children, do not give it", optarg);
+            break;
         case OPT_MODE:
             if (strcmp(optarg, "cpu") == 0) o->mode = MODE_CPU;
             else if (strcmp(optarg, "wall") == 0) o->mode = MODE_WALL;

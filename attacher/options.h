@@ -30,6 +30,18 @@ struct options {
     int quiet;                  /* -q */
     int help, version;
     const char *shim_path;      /* --shim PATH: shim preloaded in spawn mode */
+    int children;               /* --children: follow the processes it creates */
+    /* --follower=RFD:HFD:PPID:T0:BASE, set only by a vmprof-attach that
+     * runs this one to follow a child process (children.h): */
+    struct follower_opts {
+        int active;
+        int report_fd;          /* one summary line goes here at the end */
+        int handoff_fd;         /* -1, or: write a byte, then take over the
+                                 * target from our parent (SESSION_HANDOFF) */
+        pid_t parent;           /* the vmprof-attach that started us */
+        long long run_start;    /* the whole run's start, CLOCK_REALTIME_COARSE ns */
+        const char *base;       /* the run's main log: child logs are named from it */
+    } follower;
 };
 
 /* Parse argv. Returns 0 on success, or EXIT_USAGE with a one-line message

@@ -10,7 +10,9 @@
  *                           never doubled: the kernel keeps its siginfo)
  *   group-stop           -> PTRACE_LISTEN (someone else's SIGSTOP holds;
  *                           SIGCONT shows up as a trap we resume)
- *   clone/exec events    -> bookkeeping, then PTRACE_CONT
+ *   clone/fork/vfork/exec events -> bookkeeping, then PTRACE_CONT
+ *   a new process's first stop -> on_process (--children hands it to a
+ *                           follower), then PTRACE_DETACH
  *   a stale interrupt    -> PTRACE_CONT (a stop that came after we gave up)
  * Invariant: outside session_stop_thread..session_resume_thread no thread
  * is left in a stop of ours.
@@ -42,6 +44,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,7 @@
 #include <unistd.h>
 
 #define SEIZE_OPTS (PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC)
+#define SEIZE_OPTS_CHILDREN (SEIZE_OPTS | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
 #define RETRY_INTERRUPT_NS 1000000000ull   /* re-ask a thread that did not stop */
 #define DETACH_POLL_NS 50000000ull         /* look for zombies this often */
 #define PF_KTHREAD_FLAG 0x00200000u        /* include/linux/sched.h */
@@ -335,17 +339,36 @@ enum status_kind {
     ST_EXEC,        /* an exec event (resumed): a new image under this tid */
 };
 
+static uintptr_t seize_opts(const struct session *s)
+{
+    return (s->flags & SESSION_FOLLOW_CHILDREN) ? SEIZE_OPTS_CHILDREN : SEIZE_OPTS;
+}
+
+static int is_new_process_event(int event)
+{
+    return event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK ||
+           event == PTRACE_EVENT_VFORK;
+}
+
+/* A process the target made, at its first stop: tell on_process (which
+ * may hand it to a follower), then let go of it. */
+static void let_go_of_process(struct session *s, pid_t pid, int status)
+{
+    if (s->on_process)
+        s->on_process(s->on_process_arg, pid);
+    int sig = WSTOPSIG(status);
+    ptrace(PTRACE_DETACH, pid, 0,
+           (void *)(uintptr_t)(((unsigned)status >> 16) == 0 ? sig : 0));
+}
+
 /* A thread we had not heard of reports its first status. */
 static struct thread *newborn(struct session *s, pid_t tid, int status)
 {
     if (is_member(s, tid))
         return thread_add(s, tid);
-    /* A process the target cloned without SIGCHLD: not ours to trace. */
-    if (WIFSTOPPED(status)) {
-        int sig = WSTOPSIG(status);
-        ptrace(PTRACE_DETACH, tid, 0,
-               (void *)(uintptr_t)(((unsigned)status >> 16) == 0 ? sig : 0));
-    }
+    /* A process the target made (not a thread): not ours to trace. */
+    if (WIFSTOPPED(status))
+        let_go_of_process(s, tid, status);
     return NULL;
 }
 
@@ -413,7 +436,8 @@ static enum status_kind handle_status(struct session *s, pid_t tid, int status)
         return ST_HANDLED;          /* not a thread of ours (detached) */
     t->interrupt_pending = 0;       /* any ptrace-stop clears a pending interrupt */
     if (t->state == THREAD_FOREIGN) {
-        detach_from(s, t, tid, event == 0 ? sig : 0);
+        let_go_of_process(s, tid, status);
+        thread_gone(s, t);
         return ST_HANDLED;
     }
 
@@ -428,6 +452,8 @@ static enum status_kind handle_status(struct session *s, pid_t tid, int status)
             t->state = THREAD_RUNNING;      /* SIGCONT ended the group-stop */
         return ST_OURS;
     case PTRACE_EVENT_CLONE:
+    case PTRACE_EVENT_FORK:
+    case PTRACE_EVENT_VFORK:
         on_clone(s, tid);
         ptrace(PTRACE_CONT, tid, 0, 0);
         return ST_HANDLED;
@@ -632,7 +658,7 @@ static int seize_all(struct session *s, char *err, size_t errlen)
             pid_t tid = (pid_t)atoi(e->d_name);
             if (tid <= 0 || session_find(s, tid))
                 continue;
-            if (ptrace(PTRACE_SEIZE, tid, 0, (void *)(uintptr_t)SEIZE_OPTS) == 0) {
+            if (ptrace(PTRACE_SEIZE, tid, 0, (void *)seize_opts(s)) == 0) {
                 if (!thread_add(s, tid)) {
                     snprintf(err, errlen, "out of memory tracking threads");
                     rc = -1;
@@ -706,12 +732,33 @@ static int check_target(pid_t pid, char *err, size_t errlen)
     return 0;
 }
 
-int session_attach(struct session *s, pid_t pid, char *err, size_t errlen)
+/* SESSION_HANDOFF: our parent holds the new process in its first stop
+ * and lets go of it once we are ready; seize the leader the moment it
+ * does (a few microseconds of running untraced at most). Returns 0 when
+ * seized; otherwise seize_all reports why not. */
+static void handoff_seize(struct session *s)
+{
+    uint64_t deadline = mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
+    for (;;) {
+        if (ptrace(PTRACE_SEIZE, s->pid, 0, (void *)seize_opts(s)) == 0) {
+            thread_add(s, s->pid);
+            return;
+        }
+        if (errno != EPERM || mono_ns() >= deadline)
+            return;
+        sched_yield();
+    }
+}
+
+int session_attach(struct session *s, pid_t pid, unsigned flags, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->pid = pid;
+    s->flags = flags;
     block_sigchld();
-    if (check_target(pid, err, errlen) < 0)
+    if (flags & SESSION_HANDOFF)
+        handoff_seize(s);
+    else if (check_target(pid, err, errlen) < 0)
         return -1;
     if (seize_all(s, err, errlen) < 0) {
         session_detach(s);
@@ -742,9 +789,11 @@ static void child_signal_state(void)
     signal(SIGPIPE, SIG_DFL);
 }
 
-int session_spawn(struct session *s, char **argv, char **env_add, char *err, size_t errlen)
+int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags,
+                  char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
+    s->flags = flags;
     block_sigchld();
     int go[2], fail[2];
     if (pipe2(go, O_CLOEXEC) < 0 || pipe2(fail, O_CLOEXEC) < 0) {
@@ -775,7 +824,7 @@ int session_spawn(struct session *s, char **argv, char **env_add, char *err, siz
     close(fail[1]);
     s->pid = child;
     s->spawned = 1;
-    if (ptrace(PTRACE_SEIZE, child, 0, (void *)(uintptr_t)SEIZE_OPTS) < 0 ||
+    if (ptrace(PTRACE_SEIZE, child, 0, (void *)seize_opts(s)) < 0 ||
         !thread_add(s, child)) {
         snprintf(err, errlen, "cannot trace the command: %s", strerror(errno));
         kill(child, SIGKILL);
@@ -820,7 +869,7 @@ static void detach_status(struct session *s, pid_t tid, int status)
     if (!t && !(t = newborn(s, tid, status)))
         return;
     int event = (unsigned)status >> 16;
-    if (event == PTRACE_EVENT_CLONE)
+    if (is_new_process_event(event))
         on_clone(s, tid);
     if (event == PTRACE_EVENT_EXEC)
         on_exec(s, t, tid);
@@ -843,7 +892,9 @@ static int only_zombies_left(struct session *s)
 void session_detach(struct session *s)
 {
     /* PTRACE_DETACH needs a ptrace-stop: interrupt every thread at once,
-     * then let go of each as its stop (of whatever kind) comes in. */
+     * then let go of each as its stop (of whatever kind) comes in. A
+     * process born now is only let go of: the run is ending. */
+    s->on_process = NULL;
     for (size_t i = 0; i < s->n; i++) {
         struct thread *t = s->v[i];
         if (t->state == THREAD_GONE || t->state == THREAD_FOREIGN)

@@ -6,7 +6,9 @@
  *  - every thread is PTRACE_SEIZEd (never ATTACH: no SIGSTOP injected),
  *    with PTRACE_O_TRACECLONE so new threads are ours from birth and no
  *    PTRACE_O_EXITKILL, so our death leaves the target running; a process
- *    the target makes with clone() (not a thread) is detached at birth;
+ *    the target makes (clone without CLONE_THREAD; fork and vfork too with
+ *    SESSION_FOLLOW_CHILDREN) is detached at its first stop, after
+ *    on_process has been told of it;
  *  - a stop we did not ask for is resumed at once the way the target
  *    expects: a signal-delivery-stop with its signal, a group-stop with
  *    PTRACE_LISTEN (someone else's SIGSTOP stays in force);
@@ -55,6 +57,12 @@ struct session {
     int exited;                 /* the whole process is gone */
     int exit_status;            /* wait status of the leader, when spawned */
     int exec_seen;              /* an exec happened: mappings changed */
+    unsigned flags;             /* SESSION_* given to attach/spawn */
+    /* --children: called with each process the target creates (fork,
+     * vfork, clone of a process) at its first stop, just before it is
+     * detached; NULL: such processes are only detached. */
+    void (*on_process)(void *arg, pid_t pid);
+    void *on_process_arg;
     struct thread **v;          /* live and gone threads, stable pointers */
     size_t n, vcap;
     struct thread **hash;       /* open addressing on tid, power of two */
@@ -68,11 +76,20 @@ struct session {
     uint64_t detach_stragglers; /* threads left traced by session_detach (zombie, D state) */
 };
 
+/* Flags of session_attach/spawn. */
+#define SESSION_FOLLOW_CHILDREN 1u  /* also trace fork/vfork (PTRACE_O_TRACEFORK|VFORK),
+                                     * so on_process sees every new process */
+#define SESSION_HANDOFF 2u          /* attach: the target is still traced by our parent
+                                     * (a follower taking over a new child process):
+                                     * retry the first seize until that tracer lets go */
+#define SESSION_HANDOFF_MS 2000
+
 /* Error text: one line, names the cause and the fix. */
-int session_attach(struct session *s, pid_t pid, char *err, size_t errlen);
+int session_attach(struct session *s, pid_t pid, unsigned flags, char *err, size_t errlen);
 /* Fork+exec argv with extra environment entries env_add (NULL-terminated,
  * may be NULL); the child is seized before it execs. */
-int session_spawn(struct session *s, char **argv, char **env_add, char *err, size_t errlen);
+int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags,
+                  char *err, size_t errlen);
 
 /* Reap every pending wait status without blocking and handle it. */
 void session_reap(struct session *s);

@@ -88,6 +88,7 @@ struct jit_map {
     struct stat st;             /* of the file as last read */
     int have;
     uint64_t next_check_ns;
+    struct sym_owners owners;   /* who may own it: the target's users */
 };
 
 struct unwinder {
@@ -162,8 +163,8 @@ static struct uobj *obj_from_file(struct unwinder *u, const struct sym_mapping *
     int fd = -1;
     if (m->path[0] == '/') {
         snprintf(path, sizeof(path), "%s%s", u->root, m->path);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_ino != m->inode)) {
+        fd = sym_open_regular(path, &st);
+        if (fd >= 0 && st.st_ino != m->inode) {
             close(fd);          /* replaced on disk since it was mapped */
             fd = -1;
         }
@@ -171,11 +172,11 @@ static struct uobj *obj_from_file(struct unwinder *u, const struct sym_mapping *
     if (fd < 0) {
         snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)u->mem->pid,
                  (unsigned long long)m->start, (unsigned long long)m->end);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = sym_open_regular(path, &st);
     }
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) < 0 || st.st_size <= 0) {
+    if (st.st_size <= 0) {
         close(fd);
         return NULL;
     }
@@ -445,35 +446,10 @@ static int same_file(const struct stat *a, const struct stat *b)
 static void jit_reload(struct jit_map *j)
 {
     struct stat st;
-    if (stat(j->path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-        (uint64_t)st.st_size > PERFMAP_MAX_BYTES || (j->have && same_file(&st, &j->st)))
+    if (stat(j->path, &st) < 0 || (j->have && same_file(&st, &j->st)))
         return;
-    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    size_t len = (size_t)st.st_size, got = 0;
-    char *text = malloc(len);
-    while (text && got < len) {
-        ssize_t r = read(fd, text + got, len - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!text)
-        return;
-    while (got > 0 && text[got - 1] != '\n')
-        got--;
-    struct sym_perfmap fresh;
-    if (sym_perfmap_parse(&fresh, text, got) == 0) {
-        sym_perfmap_free(&j->pm);
-        j->pm = fresh;
-        j->st = st;
+    if (sym_perfmap_load(&j->pm, j->path, &j->owners, PERFMAP_MAX_BYTES, &j->st) == 0)
         j->have = 1;
-    }
-    free(text);
 }
 
 /* Start of the perf map entry holding ip, 0 if none. A miss re-reads a
@@ -605,6 +581,7 @@ int unwinder_set_perfmap(struct unwinder *u, const char *path)
     sym_perfmap_free(&u->jit.pm);
     memset(&u->jit, 0, sizeof(u->jit));
     u->jit.path = p;
+    sym_owners_of(u->mem->pid, &u->jit.owners);
     return 0;
 }
 

@@ -142,20 +142,19 @@ static int open_object_fd(const struct elf_open_args *a, struct stat *st)
     int fd = -1, wrong = -1;
     char *p = NULL;
     if (!deleted && a->path[0] == '/' && asprintf(&p, "%s%s", a->root, a->path) >= 0) {
-        fd = open(p, O_RDONLY | O_CLOEXEC);
+        fd = sym_open_regular(p, st);
         free(p);
-        if (fd >= 0 && (fstat(fd, st) != 0 || (a->inode && (uint64_t)st->st_ino != a->inode))) {
+        if (fd >= 0 && a->inode && (uint64_t)st->st_ino != a->inode) {
             wrong = fd;
             fd = -1;
         }
     }
     if (fd < 0 && a->alt_path) {
-        fd = open(a->alt_path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && fstat(fd, st) != 0) { close(fd); fd = -1; }
+        fd = sym_open_regular(a->alt_path, st);
     }
     if (fd < 0 && !deleted && a->root[0] && a->path[0] == '/') {
-        fd = open(a->path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && (fstat(fd, st) != 0 || !a->inode || (uint64_t)st->st_ino != a->inode)) {
+        fd = sym_open_regular(a->path, st);
+        if (fd >= 0 && (!a->inode || (uint64_t)st->st_ino != a->inode)) {
             close(fd);
             fd = -1;
         }
@@ -180,9 +179,9 @@ static int try_debug_file(struct elf_object *o, const struct debug_candidate *c,
     uint32_t crc;
     int taken = 0, keep_fd = 0;
     Elf *e;
-    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+    int fd = sym_open_regular(c->path, &st);
     if (fd < 0) return 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+    if (
         (obj_st && st.st_dev == obj_st->st_dev && st.st_ino == obj_st->st_ino) ||
         (!c->by_build_id && (debug_file_crc32(fd, &crc) != 0 || crc != want_crc))) {
         close(fd);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How far back a lookup walks past entries that end before addr, looking
  * for an older, longer region that still contains it (regions overlap when
@@ -158,4 +159,41 @@ void sym_perfmap_free(struct sym_perfmap *pm)
     free(pm->v);
     pm->v = NULL;
     pm->n = 0;
+}
+
+int sym_perfmap_load(struct sym_perfmap *pm, const char *path, const struct sym_owners *owners,
+                     size_t max, struct stat *st)
+{
+    struct stat got;
+    int fd = sym_open_regular(path, &got);
+    if (fd < 0)
+        return -1;
+    if (!sym_owners_allow(owners, got.st_uid) || got.st_size <= 0 || (uint64_t)got.st_size > max) {
+        close(fd);
+        return -1;
+    }
+    size_t len = (size_t)got.st_size, n = 0;
+    char *text = malloc(len);
+    while (text && n < len) {           /* the file may grow: read what was there */
+        ssize_t r = read(fd, text + n, len - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!text)
+        return -1;
+    while (n > 0 && text[n - 1] != '\n')
+        n--;
+    struct sym_perfmap fresh;
+    int rc = sym_perfmap_parse(&fresh, text, n);
+    free(text);
+    if (rc != 0)
+        return -1;
+    sym_perfmap_free(pm);
+    *pm = fresh;
+    *st = got;
+    return 0;
 }

@@ -49,6 +49,7 @@ struct symbolizer {
     char *pm_path;                    /* NULL until first needed */
     struct stat pm_st;                /* of the file as last read */
     int pm_read;
+    struct sym_owners pm_owners;      /* who may own it: the target's users */
 };
 
 static char *dup_str(const char *s)
@@ -76,6 +77,7 @@ struct symbolizer *sym_open(pid_t pid, const struct sym_maps *maps,
     struct symbolizer *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->pid = pid;
+    sym_owners_of(pid, &s->pm_owners);
     if (root) s->root = strdup(root);
     else if (asprintf(&s->root, "/proc/%d/root", (int)pid) < 0) s->root = NULL;
     s->debug_dir = strdup(debug_dir ? debug_dir : "/usr/lib/debug");
@@ -195,38 +197,10 @@ static long ns_pid(pid_t pid)
     return v;
 }
 
-static char *read_file(const char *path, size_t max, size_t *len, struct stat *st)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char *buf = NULL;
-    size_t n = 0;
-    if (fd < 0) return NULL;
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || (size_t)st->st_size > max)
-        goto fail;
-    buf = malloc((size_t)st->st_size + 1);
-    if (!buf) goto fail;
-    while (n < (size_t)st->st_size) {             /* the file may still grow: */
-        ssize_t r = read(fd, buf + n, (size_t)st->st_size - n);   /* read what was there */
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    st->st_size = (off_t)n;
-    close(fd);
-    *len = n;
-    return buf;
-fail:
-    free(buf);
-    close(fd);
-    return NULL;
-}
-
 /* Re-read the perf map when it appeared, grew or was replaced. */
 static void perfmap_refresh(struct symbolizer *s)
 {
-    struct stat st, got;
-    size_t len;
-    char *text;
+    struct stat st;
     if (!s->pm_path &&
         asprintf(&s->pm_path, "%s/tmp/perf-%ld.map", s->root, ns_pid(s->pid)) < 0) {
         s->pm_path = NULL;
@@ -236,18 +210,8 @@ static void perfmap_refresh(struct symbolizer *s)
     if (s->pm_read && st.st_size == s->pm_st.st_size && st.st_ino == s->pm_st.st_ino &&
         st.st_mtime == s->pm_st.st_mtime)
         return;
-    if (!(text = read_file(s->pm_path, PERFMAP_MAX_BYTES, &len, &got))) return;
-    /* A JIT may be writing a line right now: take whole lines only. The
-     * rest is read when the file changes again. */
-    while (len > 0 && text[len - 1] != '\n') len--;
-    struct sym_perfmap fresh;
-    if (sym_perfmap_parse(&fresh, text, len) == 0) {
-        sym_perfmap_free(&s->pm);
-        s->pm = fresh;
-        s->pm_st = got;
+    if (sym_perfmap_load(&s->pm, s->pm_path, &s->pm_owners, PERFMAP_MAX_BYTES, &s->pm_st) == 0)
         s->pm_read = 1;
-    }
-    free(text);
 }
 
 /* ---- resolution ------------------------------------------------------- */

@@ -19,7 +19,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+
+/* ---- files the target controls (target_files.c) ------------------------ */
+
+/* Open path read-only without blocking or taking a terminal; regular
+ * files only (st receives its stat, may be NULL). -1 with errno else. */
+int sym_open_regular(const char *path, struct stat *st);
+/* Who may own a file the target writes for us: root and the process's
+ * real, effective, saved and filesystem uids (read from /proc/PID/status
+ * while it runs; only root when it cannot be read). */
+struct sym_owners { uid_t uid[5]; int n; };
+void sym_owners_of(pid_t pid, struct sym_owners *o);
+int sym_owners_allow(const struct sym_owners *o, uid_t uid);
 
 /* ---- maps ------------------------------------------------------------ */
 
@@ -119,5 +132,11 @@ struct sym_perfmap { struct sym_perfmap_entry *v; size_t n; };
 int sym_perfmap_parse(struct sym_perfmap *pm, const char *text, size_t len);
 const struct sym_perfmap_entry *sym_perfmap_find(const struct sym_perfmap *pm, uint64_t addr);
 void sym_perfmap_free(struct sym_perfmap *pm);
+/* (Re)load *pm from the perf map at path: a regular file of at most max
+ * bytes owned by one of owners; whole lines only (the JIT may be writing
+ * the last one). On success *pm is replaced and *st is the file's stat.
+ * Returns 0, or -1 leaving *pm as it was. */
+int sym_perfmap_load(struct sym_perfmap *pm, const char *path, const struct sym_owners *owners,
+                     size_t max, struct stat *st);
 
 #endif

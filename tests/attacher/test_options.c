@@ -37,6 +37,9 @@ static void test_defaults(void **state)
     assert_int_equal(o.mode, MODE_CPU);
     assert_int_equal(o.native, NATIVE_EXT);
     assert_int_equal(o.mem, 0);
+    assert_int_equal(o.children, 0);
+    assert_int_equal(o.follower.active, 0);
+    assert_int_equal(o.follower.handoff_fd, -1);
     assert_null(o.command);
 }
 
@@ -117,6 +120,36 @@ static void test_mem(void **state)
     assert_int_equal(parse(&o, err, 4, "-p", "1", "--mem=yes"), EXIT_USAGE);
 }
 
+/* --children in both modes; --follower (internal, written by children.c)
+ * is parsed field by field and its base may hold ':'. */
+static void test_children_and_follower(void **state)
+{
+    (void)state;
+    struct options o;
+    char err[256];
+    assert_int_equal(parse(&o, err, 4, "--children", "--", "python3"), 0);
+    assert_int_equal(o.children, 1);
+    assert_int_equal(parse(&o, err, 4, "-p", "7", "--children"), 0);
+    assert_int_equal(o.children, 1);
+    assert_int_equal(parse(&o, err, 4, "-p", "7", "--follower=5:-1:42:1700000000000000000:/tmp/a:b.prof"), 0);
+    assert_int_equal(o.follower.active, 1);
+    assert_int_equal(o.follower.report_fd, 5);
+    assert_int_equal(o.follower.handoff_fd, -1);
+    assert_int_equal(o.follower.parent, 42);
+    assert_true(o.follower.run_start == 1700000000000000000ll);
+    assert_string_equal(o.follower.base, "/tmp/a:b.prof");
+    assert_int_equal(parse(&o, err, 4, "-p", "7", "--follower=5:6:42:1:x"), 0);
+    assert_int_equal(o.follower.handoff_fd, 6);
+    const char *bad[] = { "--follower=5:6:42:1:", "--follower=5:6:0:1:x", "--follower=5:6:42",
+                          "--follower=a:6:42:1:x", "--follower=-2:6:42:1:x",
+                          "--follower=5:-2:42:1:x" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&o, err, 4, "-p", "7", bad[i]), EXIT_USAGE);
+        assert_non_null(strstr(err, "--follower"));
+        assert_null(strchr(err, '\n'));
+    }
+}
+
 /* --help fits a terminal: at most 25 lines of at most 80 columns, and it
  * names every long option. */
 static void test_usage_fits_and_lists_options(void **state)
@@ -135,7 +168,8 @@ static void test_usage_fits_and_lists_options(void **state)
     }
     assert_true(lines <= 25);
     const char *names[] = { "--pid", "--interval", "--output", "--duration", "--mode",
-                            "--native", "--lines", "--mem", "--shim", "--stats", "--quiet" };
+                            "--native", "--lines", "--mem", "--shim", "--stats", "--quiet",
+                            "--children" };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_non_null(strstr(buf, names[i]));
 }
@@ -149,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_conflicts_and_missing),
         cmocka_unit_test(test_modes),
         cmocka_unit_test(test_mem),
+        cmocka_unit_test(test_children_and_follower),
         cmocka_unit_test(test_usage_fits_and_lists_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -355,6 +355,19 @@ print("done", flush=True)
 """
 
 
+def attach_within(pid, out, seconds):
+    """vmprof-attach -p pid for 0.5 s: (exit status or "hung", stderr)."""
+    a = subprocess.Popen([ATTACH, "-p", str(pid), "-o", str(out), "-d", "0.5", "-q"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        rc = a.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        a.kill()
+        a.wait()
+        rc = "hung"
+    return rc, a.stderr.read()
+
+
 def test_fifo_posing_as_the_registry_does_not_hang_the_attacher(tmp_path):
     # Its fd link reads "/memfd:vmprof-registry (deleted)", like the shim's.
     needs_root()
@@ -365,14 +378,7 @@ def test_fifo_posing_as_the_registry_does_not_hang_the_attacher(tmp_path):
     try:
         line = t.stdout.readline()
         assert line.startswith("ready") and "memfd:vmprof-registry" in line, line
-        a = subprocess.Popen([ATTACH, "-p", str(t.pid), "-o", str(tmp_path / "f.prof"),
-                              "-d", "0.5", "-q"], stderr=subprocess.PIPE, text=True)
-        try:
-            rc = a.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            a.wait()
-            rc = "hung"
+        rc, _err = attach_within(t.pid, tmp_path / "f.prof", 5)
         assert wait_released(t.pid)[0] == 0
         assert t.wait(timeout=10) == 0
         assert rc == 0, rc
@@ -382,6 +388,42 @@ def test_fifo_posing_as_the_registry_does_not_hang_the_attacher(tmp_path):
             t.wait()
         if os.path.lexists("/memfd:vmprof-registry"):
             os.unlink("/memfd:vmprof-registry")
+
+
+FIFO_PERFMAP = r"""
+import os, sys, time
+p = f"/tmp/perf-{os.getpid()}.map"
+os.mkfifo(p)                     # no writer: an open for reading would block
+print("ready", p, flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    pass
+os.unlink(p)
+print("done", flush=True)
+"""
+
+
+def test_fifo_at_the_perf_map_path_does_not_hang_the_attacher(tmp_path):
+    # Anyone who can write /tmp can plant /tmp/perf-PID.map for a PID they
+    # expect; the symbolizer looks for it at start and at the end.
+    needs_root()
+    t = subprocess.Popen([sys.executable, "-c", FIFO_PERFMAP, "6"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = t.stdout.readline()
+        assert line.startswith("ready"), line
+        rc, err = attach_within(t.pid, tmp_path / "p.prof", 5)
+        assert rc == 0, (rc, err)
+        assert wait_released(t.pid)[0] == 0
+        assert t.wait(timeout=10) == 0
+        assert read_vmprof(str(tmp_path / "p.prof"))[1], "samples"
+    finally:
+        if t.poll() is None:
+            t.kill()
+            t.wait()
+        p = f"/tmp/perf-{t.pid}.map"
+        if os.path.lexists(p):
+            os.unlink(p)
 
 
 def test_output_symlink_planted_in_a_sticky_dir(tmp_path):

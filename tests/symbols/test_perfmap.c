@@ -1,12 +1,20 @@
 /*
  * test_perfmap.c - the perf map (/tmp/perf-PID.map) parser and lookup:
- * number forms, names with spaces, bad lines, reused addresses, overlaps.
+ * number forms, names with spaces, bad lines, reused addresses, overlaps;
+ * loading one from a file the target controls: whole lines only, regular
+ * files only (a FIFO must not block), the owner must be one of the
+ * target's users.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -107,6 +115,80 @@ static void test_nested_regions(void **state)
     sym_perfmap_free(&pm);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_load_from_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/vmprof-perfmap-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/perf-1.map", dir);
+    struct sym_owners me = { { 0, getuid() }, 2 };
+    struct sym_perfmap pm = { 0 };
+    struct stat st;
+
+    /* whole lines only: the JIT may be writing the last one */
+    write_file(path, "1000 10 first\n2000 10 second\n3000 10 half-writ");
+    assert_int_equal(sym_perfmap_load(&pm, path, &me, 1 << 20, &st), 0);
+    assert_int_equal(pm.n, 2);
+    assert_string_equal(sym_perfmap_find(&pm, 0x2004)->name, "second");
+    assert_null(sym_perfmap_find(&pm, 0x3004));
+    /* too big for the bound: refused, the table read before is kept */
+    assert_int_equal(sym_perfmap_load(&pm, path, &me, 8, &st), -1);
+    assert_int_equal(pm.n, 2);
+
+    /* owned by a user that is not the target's: planted, not read */
+    if (getuid() == 0) {
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        struct sym_owners target = { { 0, 1000, 1000, 1000, 1000 }, 5 };
+        assert_int_equal(sym_perfmap_load(&pm, path, &target, 1 << 20, &st), -1);
+        struct sym_owners nobody = { { 0, 65534 }, 2 };
+        assert_int_equal(sym_perfmap_load(&pm, path, &nobody, 1 << 20, &st), 0);
+    }
+
+    /* a FIFO (no writer) fails at once instead of blocking; so does a directory */
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/perf-2.map", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    time_t t0 = time(NULL);
+    assert_int_equal(sym_perfmap_load(&pm, fifo, &me, 1 << 20, &st), -1);
+    assert_int_equal(sym_open_regular(fifo, &st), -1);
+    assert_true(time(NULL) - t0 < 2);
+    assert_int_equal(sym_open_regular(dir, &st), -1);
+    int fd = sym_open_regular(path, &st);
+    assert_true(fd >= 0);
+    assert_true(S_ISREG(st.st_mode));
+    close(fd);
+    assert_int_equal(pm.n, 2);
+    sym_perfmap_free(&pm);
+
+    unlink(fifo);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_owners_of_a_process(void **state)
+{
+    (void)state;
+    struct sym_owners o;
+    sym_owners_of(getpid(), &o);
+    assert_int_equal(o.n, 5);
+    assert_true(sym_owners_allow(&o, 0));
+    assert_true(sym_owners_allow(&o, getuid()));
+    assert_true(sym_owners_allow(&o, geteuid()));
+    sym_owners_of(0x7ffffff0, &o);          /* no such process: root only */
+    assert_int_equal(o.n, 1);
+    assert_true(sym_owners_allow(&o, 0));
+    assert_false(sym_owners_allow(&o, 65534));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +197,8 @@ int main(void)
         cmocka_unit_test(test_find_edges),
         cmocka_unit_test(test_reused_address_last_wins),
         cmocka_unit_test(test_nested_regions),
+        cmocka_unit_test(test_load_from_file),
+        cmocka_unit_test(test_owners_of_a_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
