@@ -10,9 +10,10 @@ Usage: family.py MODE ARGS...
                        the parent burns SECS in parent_burn and waits.
   exec HOW SECS        starts `family.py execed SECS` (HOW: subprocess =
                        subprocess.Popen, vfork path; posix_spawn =
-                       os.posix_spawn) and burns SECS in parent_burn. The
-                       new program prints "execed PID" and burns in
-                       exec_work.
+                       os.posix_spawn; fork-work-exec = os.fork, 0.4 s in
+                       pre_exec_work, then os.execv) and burns SECS in
+                       parent_burn. The new program prints "execed PID"
+                       and burns in exec_work.
   pool SECS            multiprocessing.Pool (fork context) of 2 workers,
                        2 tasks of SECS each in pool_task; prints
                        "pool PID PID" (the workers that ran them).
@@ -54,6 +55,14 @@ def child_beta(until):
 
 
 def exec_work(until):
+    n = 0
+    while time.monotonic() < until:
+        for i in range(2000):
+            n ^= i
+    return n
+
+
+def pre_exec_work(until):
     n = 0
     while time.monotonic() < until:
         for i in range(2000):
@@ -160,6 +169,20 @@ def mode_exec(how, secs):
         pid = os.posix_spawn(sys.executable, argv, os.environ)
         say("launched", pid)
         parent_burn(until)
+        ok = reap([pid])
+    elif how == "fork-work-exec":
+        # a CPython child that runs Python (its own registry) before it
+        # execs a new program
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                pre_exec_work(time.monotonic() + 0.4)
+                os.execv(sys.executable, argv)
+            finally:
+                os._exit(1)
+        say("launched", pid)
+        parent_burn(until + 0.4)
         ok = reap([pid])
     else:
         raise SystemExit(f"unknown launch method {how}")
