@@ -309,6 +309,7 @@ static int profile(const struct options *o, struct run_result *res)
         struct sym_result unused;
         sym_resolve(sym, 0, 0, &unused);
     }
+    s->sym = sym;
     s->find_vm = find_vm;
     s->find_vm_arg = &fc;
     s->cmdline = cmdline;

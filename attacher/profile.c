@@ -2,10 +2,14 @@
  * profile.c - from samples to a complete vmprof log (see profile.h).
  *
  * Invariants: every native word written in a stack (addr | 1) is in the
- * `natives` set, so each gets exactly one NATIVE_SYMBOLS record at the
- * end; VM names are written when first reported, before any stack that
- * uses them. In LINES mode words alternate line, frame: only odd
- * positions are frames.
+ * `natives` set until it gets its one NATIVE_SYMBOLS record: at the end,
+ * or when the target execs (profile_new_image), while the old image's
+ * files can still be named. Words of later images carry the image's
+ * number in bits 57-59 (above any user address), so an address the new
+ * image reuses is a key of its own and never borrows an old name. VM
+ * names are written when first reported, before any stack that uses
+ * them. In LINES mode words alternate line, frame: only odd positions are
+ * frames.
  */
 #include "profile.h"
 
@@ -14,7 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frames.h"
 #include "vmprof_writer.h"
+
+#define IMAGE_SHIFT 57
+#define IMAGE_MAX 7u            /* execs after the 7th share the 7th's tag */
+#define IMAGE_MASK ((uint64_t)IMAGE_MAX << IMAGE_SHIFT)
 
 struct profile {
     struct vmprof_writer *w;
@@ -23,6 +32,8 @@ struct profile {
     uint64_t *natives;          /* open addressing, 0 = empty */
     size_t ncap, nlen;
     int failed;
+    unsigned image;             /* execs seen, capped at IMAGE_MAX */
+    uint64_t tagged[MAX_STACK_WORDS];   /* a sample's words with the image tag */
 };
 
 struct profile *profile_open(const struct profile_opts *o, char *err, size_t errlen)
@@ -102,6 +113,15 @@ static int natives_add(struct profile *p, uint64_t a)
 int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat,
                 uint64_t rss_kb)
 {
+    if (p->image && n > 0) {
+        if (n > MAX_STACK_WORDS)
+            n = MAX_STACK_WORDS;
+        memcpy(p->tagged, words, (size_t)n * sizeof(*words));
+        for (int i = p->lines ? 1 : 0; i < n; i += p->lines ? 2 : 1)
+            if (p->tagged[i] & 1)
+                p->tagged[i] |= (uint64_t)p->image << IMAGE_SHIFT;
+        words = p->tagged;
+    }
     for (int i = p->lines ? 1 : 0; i < n; i += p->lines ? 2 : 1)
         if ((words[i] & 1) && natives_add(p, words[i]) < 0)
             return -1;
@@ -126,6 +146,7 @@ uint64_t profile_samples(const struct profile *p)
 static void native_name(struct symbolizer *sym, uint64_t word, char *out, size_t cap)
 {
     struct sym_result r;
+    word &= ~IMAGE_MASK;
     char esc_name[1024], esc_file[1024];
     if (!sym) {
         snprintf(out, cap, "n:0x%llx:0:-", (unsigned long long)(word & ~(uint64_t)1));
@@ -144,8 +165,8 @@ static void native_name(struct symbolizer *sym, uint64_t word, char *out, size_t
     snprintf(out, cap, "n:%s:%d:%s", esc_name, r.file ? r.line : 0, esc_file);
 }
 
-int profile_finish(struct profile *p, struct symbolizer *sym, const struct timeval *end,
-                   char *err, size_t errlen)
+/* One NATIVE_SYMBOLS record per address in the set, which is emptied. */
+static void name_natives(struct profile *p, struct symbolizer *sym)
 {
     char name[2200];
     for (size_t i = 0; i < p->ncap; i++) {
@@ -153,7 +174,22 @@ int profile_finish(struct profile *p, struct symbolizer *sym, const struct timev
             continue;
         native_name(sym, p->natives[i], name, sizeof(name));
         vmw_native_symbol(p->w, p->natives[i], name);
+        p->natives[i] = 0;
     }
+    p->nlen = 0;
+}
+
+void profile_new_image(struct profile *p, struct symbolizer *sym)
+{
+    name_natives(p, sym);
+    if (p->image < IMAGE_MAX)
+        p->image++;
+}
+
+int profile_finish(struct profile *p, struct symbolizer *sym, const struct timeval *end,
+                   char *err, size_t errlen)
+{
+    name_natives(p, sym);
     int e = vmw_error(p->w);
     int rc = end ? vmw_close_at(p->w, end) : vmw_close(p->w);
     if (!e && rc < 0)

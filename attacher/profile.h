@@ -3,7 +3,8 @@
  * decoders learn them, native symbols once at the end.
  *
  * Owns the vmprof writer and the set of native addresses the log uses
- * (each resolved once, by the symbols library, when the run ends).
+ * (each resolved once, by the symbols library, when the run ends or when
+ * an exec replaces the image they belong to).
  */
 #ifndef VMPROF_PROFILE_H
 #define VMPROF_PROFILE_H
@@ -34,6 +35,10 @@ void profile_vm_name(void *arg, uint64_t id, const char *name);
 int profile_add(struct profile *p, const uint64_t *words, int n, pid_t tid, int repeat,
                 uint64_t rss_kb);
 uint64_t profile_samples(const struct profile *p);
+/* The target is about to be seen in a new image (exec): name the native
+ * addresses used so far with sym (which still knows the old mappings;
+ * may be NULL), and key the new image's addresses apart from them. */
+void profile_new_image(struct profile *p, struct symbolizer *sym);
 /* Resolve native symbols (sym may be NULL), write the trailer with the
  * time sampling ended (NULL: now), flush. Returns 0, or -1 with the write
  * error in err. Frees p. */

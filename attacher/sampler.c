@@ -545,6 +545,9 @@ enum stop_reason sampler_run(struct sampler *s)
         s->ticks++;
         if (s->sess->exec_seen) {
             s->sess->exec_seen = 0;
+            /* name the old image's frames while its mappings are known */
+            if (s->prof && s->sym && sym_update_maps(s->sym, &s->maps) == 0)
+                profile_new_image(s->prof, s->sym);
             reload_maps(s);
             /* A wrapper (sh -c, env, pyenv's shim) exec'd the real program:
              * give that one its own time to publish a registry. */

@@ -48,6 +48,7 @@ struct sampler {
     void *find_vm_arg;
     int vm_searching;           /* still retrying find_vm */
     struct profile *prof;
+    struct symbolizer *sym;     /* names an image's natives at its exec (NULL: none) */
     /* Samples taken before the log is opened (while a spawned VM has not
      * yet published its registry): written first once it is. */
     struct pending_sample { pid_t tid; int n, repeat; uint64_t rss_kb; uint64_t *words; } *pending;
