@@ -66,6 +66,11 @@ struct session {
     uint64_t stop_timeouts;     /* stops that did not come in time (skipped) */
     uint64_t execs;             /* exec events seen */
     uint64_t detach_stragglers; /* threads left traced by session_detach (zombie, D state) */
+    /* A SIGCHLD was taken (sigtimedwait, by anyone: the sampler sets it
+     * too) and not every wait status has been collected since: the next
+     * session_reap walks every tracee. SIGCHLD does not queue, so one
+     * taken while waiting for a thread may stand for several statuses. */
+    int chld_unreaped;
 };
 
 /* Error text: one line, names the cause and the fix. */
@@ -74,7 +79,9 @@ int session_attach(struct session *s, pid_t pid, char *err, size_t errlen);
  * may be NULL); the child is seized before it execs. */
 int session_spawn(struct session *s, char **argv, char **env_add, char *err, size_t errlen);
 
-/* Reap every pending wait status without blocking and handle it. */
+/* Reap every pending wait status without blocking and handle it: a walk
+ * over every tracee (waitpid(-1)), done only when a SIGCHLD is pending or
+ * chld_unreaped says one was taken (cheap otherwise). */
 void session_reap(struct session *s);
 
 /* Stop thread t (PTRACE_INTERRUPT) and wait until it is in our stop,
@@ -87,7 +94,8 @@ void session_reap(struct session *s);
 #define SESSION_STOP_TIMEOUT_MS 100
 #define SESSION_STOP_MAX_MS 1000
 int session_stop_thread(struct session *s, struct thread *t);
-/* PTRACE_CONT t, then pass on whatever other statuses are pending. */
+/* PTRACE_CONT t. Other threads' statuses taken meanwhile are left to the
+ * caller's next session_reap (the sampler's next loop pass). */
 int session_resume_thread(struct session *s, struct thread *t);
 
 struct thread *session_find(struct session *s, pid_t tid);
