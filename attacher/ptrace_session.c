@@ -638,12 +638,6 @@ int session_stop_thread(struct session *s, struct thread *t)
             s->threads_vanished++;
             return 1;
         }
-        if (r == t->tid) {
-            /* The SIGCHLD of this status, if not taken yet: taken now,
-             * so that the next sleep does not wake for it (the sampler's
-             * next loop pass walks, as for any SIGCHLD taken). */
-            take_sigchld(s);
-        }
         if (r == t->tid && t->state == THREAD_RUNNING && WIFSTOPPED(status) &&
             (status >> 16 == 0 || status >> 16 == PTRACE_EVENT_CLONE)) {
             /* The kernel clears a pending interrupt at any ptrace-stop:
@@ -686,10 +680,13 @@ int session_resume_thread(struct session *s, struct thread *t)
         thread_gone(s, t);
         return -1;
     }
-    /* Statuses of other threads that came meanwhile (their SIGCHLD is
-     * pending, or was taken by the wait for t: chld_unreaped) are passed
-     * on by the caller's next session_reap, not here: a walk per sample
-     * would cost a look at every tracee per sample. */
+    /* The SIGCHLD of t's stop, if the wait did not take it: taken now
+     * (after the stop, not during it), so that the next stop's sleep does
+     * not wake for it. Statuses of other threads that came meanwhile
+     * (their SIGCHLD pending, or taken: chld_unreaped) are passed on by the
+     * caller's next session_reap, not here: a walk per sample would cost a
+     * look at every tracee per sample. */
+    take_sigchld(s);
     return 0;
 }
 

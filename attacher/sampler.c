@@ -370,9 +370,9 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 /* Idle threads. A schedstat read costs a system call; with 1000 idle
  * threads, one per thread per tick would cost more than the sampling. So
  * a thread that several checks in a row found idle (QUIET_AFTER) is
- * "quiet": not read at all while the target's process CPU clock (the
- * kernel's sum over its threads, one system call whatever their number)
- * is explained by the threads read this tick. The CPU it does not explain
+ * "quiet": not read at all while the target's process CPU clock (one
+ * system call; the kernel sums it over the threads, ~40 ns each) is
+ * explained by the threads read. The CPU it does not explain
  * accumulates in s->unexplained (quiet threads ran, or threads exited);
  * once it reaches SWEEP_INTERVALS of an interval, a sweep reads every
  * quiet thread not read in the last IDLE_BACKOFF_MAX ticks (so even a
@@ -385,9 +385,9 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define SWEEP_INTERVALS 0.5     /* unexplained CPU, in intervals, that starts a sweep */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
 #define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
-#define PROC_CLOCK_THREADS 128 /* read the process clock every tick up to this
-                                   many threads, every 2 ticks up to twice... */
-#define PROC_CLOCK_EVERY_MAX 8  /* ... but at least every 8 ticks */
+#define PROC_CLOCK_THREADS 128 /* the process clock is read every 1 + threads /
+                                   PROC_CLOCK_THREADS ticks, */
+#define PROC_CLOCK_EVERY_MAX 8  /* and at least every 8 ticks */
 #define NOT_READ INT64_MIN      /* tick_delta: the thread was not read this tick */
 #define READ_FAILED (INT64_MIN + 1)
 
@@ -449,9 +449,10 @@ static size_t read_threads(struct sampler *s)
     }
     /* The process clock first, then at once the threads that ran lately:
      * the closer in time, the less of their CPU falls between the reads.
-     * The kernel sums the clock over every thread (~40 ns each): with many
-     * threads it is read every few ticks only, and the unexplained CPU
-     * judged then (the deltas read meanwhile add up the same). */
+     * With many threads the clock costs more than a schedstat read (40 us
+     * for 1000, cache-cold): it is read every few ticks only, and the
+     * unexplained CPU judged then (the deltas read meanwhile add up the
+     * same: they are subtracted as they are read). */
     int clock = 0;
     size_t every = 1 + n / PROC_CLOCK_THREADS;
     if (every > PROC_CLOCK_EVERY_MAX)
@@ -474,7 +475,7 @@ static size_t read_threads(struct sampler *s)
             continue;
         int64_t d = read_delta(s, t);
         s->tick_delta[i] = d;
-        if (d > 0 && d != READ_FAILED)
+        if (d > 0)
             explained += d;
     }
     s->unexplained -= explained;
