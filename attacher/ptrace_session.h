@@ -10,9 +10,10 @@
  *  - a stop we did not ask for is resumed at once the way the target
  *    expects: a signal-delivery-stop with its signal, a group-stop with
  *    PTRACE_LISTEN (someone else's SIGSTOP stays in force);
- *  - no wait blocks on one thread: every wait takes any traced thread's
- *    status and is bounded in time, so a thread that cannot stop (exiting,
- *    a zombie leader, uninterruptible sleep) never hangs the attacher;
+ *  - no wait blocks on one thread: every wait sleeps on SIGCHLD, takes
+ *    any traced thread's status a SIGCHLD announces and is bounded in
+ *    time, so a thread that cannot stop (exiting, a zombie leader,
+ *    uninterruptible sleep) never hangs the attacher;
  *  - session_detach() leaves no thread stopped, on every exit path.
  * The caller must keep SIGCHLD blocked (session_attach/spawn block it).
  */

@@ -385,9 +385,12 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define SWEEP_INTERVALS 0.5     /* unexplained CPU, in intervals, that starts a sweep */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
 #define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
-#define PROC_CLOCK_THREADS 128 /* the process clock is read every 1 + threads /
-                                   PROC_CLOCK_THREADS ticks, */
-#define PROC_CLOCK_EVERY_MAX 8  /* and at least every 8 ticks */
+#define PROC_CLOCK_THREADS 64  /* the process clock is read every 1 + threads /
+                                   PROC_CLOCK_THREADS ticks (~2.5 us a tick
+                                   whatever the number of threads), */
+#define PROC_CLOCK_EVERY_MAX IDLE_BACKOFF_MAX /* and at least every 16 ticks: a
+                                   quiet thread that starts to run is read
+                                   again within 16 to 32 ticks */
 #define NOT_READ INT64_MIN      /* tick_delta: the thread was not read this tick */
 #define READ_FAILED (INT64_MIN + 1)
 
