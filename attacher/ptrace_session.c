@@ -5,7 +5,8 @@
  * PTRACE_O_TRACECLONE), every wait status the kernel reports for them,
  * and detaching. The sampler asks for one thread at a time to be stopped
  * (session_stop_thread) and resumed (session_resume_thread); everything
- * else that stops a thread is passed on here at once:
+ * else that stops a thread is passed on here, at the latest by the next
+ * session_reap (the sampler calls it every loop pass):
  *   signal-delivery-stop -> PTRACE_CONT with the same signal (never lost,
  *                           never doubled: the kernel keeps its siginfo)
  *   group-stop           -> PTRACE_LISTEN (someone else's SIGSTOP holds;
@@ -17,7 +18,7 @@
  * Invariant: outside session_stop_thread..session_resume_thread no thread
  * is left in a stop of ours.
  *
- * Why every wait takes any thread (waitpid(-1)) and is bounded: a group
+ * Why no wait is for one thread alone, and every wait is bounded: a group
  * leader's exit is reported only after every other thread of the group has
  * been reaped, by us; waiting on the leader alone while the whole group
  * exits would wait forever (it did: the attacher hung, the target stayed a
@@ -27,6 +28,18 @@
  * status it gets to handle_status() and gives up at a deadline; the kernel
  * queues SIGCHLD for each ptrace stop and exit, which sigtimedwait() sleeps
  * on (SIGCHLD stays blocked: session_attach/spawn make sure).
+ *
+ * What a wait costs: waitpid(-1) looks at every tracee (1000 idle threads:
+ * most of the attacher's time when it was done several times a sample);
+ * waitpid(tid) looks at one. So the stop of a thread polls its own tid
+ * (session_stop_thread), and a walk with waitpid(-1) is made only when a
+ * SIGCHLD says some status is waiting: one pending, or one taken by a
+ * sleep and not yet followed by a walk (chld_unreaped; SIGCHLD does not
+ * queue, so one taken may stand for several statuses). A status becomes
+ * waitable before its SIGCHLD is sent, so "no SIGCHLD pending, none taken
+ * unreaped" means no status is waiting. Statuses of other threads that
+ * come while one is being stopped are passed on at the sampler's next
+ * loop pass (session_reap), or at once when the wait has to sleep.
  *
  * A pending PTRACE_INTERRUPT is consumed by whatever ptrace-stop the
  * thread enters first (the kernel clears its STOP trap in every stop): a
@@ -482,15 +495,51 @@ static void resume_stray(struct session *s, pid_t tid)
     ptrace(PTRACE_CONT, tid, 0, 0);
 }
 
-void session_reap(struct session *s)
+/* Takes a pending SIGCHLD without waiting; 1 when there was one. */
+static int take_sigchld(struct session *s)
+{
+    static const struct timespec zero = { 0, 0 };
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (sigtimedwait(&chld, NULL, &zero) != SIGCHLD)
+        return 0;
+    s->chld_unreaped = 1;
+    return 1;
+}
+
+/* One step of a walk over every tracee: the next status (> 0), 0 when
+ * there is none (every status is collected: chld_unreaped is cleared),
+ * -1 when nothing is traced any more. */
+static pid_t walk_next(struct session *s, int *status)
 {
     for (;;) {
+        pid_t r = waitpid(-1, status, __WALL | WNOHANG);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            s->chld_unreaped = 0;
+        return r < 0 ? -1 : 0;
+    }
+}
+
+void session_reap(struct session *s)
+{
+    /* A walk costs a look at every tracee (the kernel's list of them):
+     * with 1000 threads that is most of the attacher's time if done
+     * blindly. Every status that becomes waitable queues a SIGCHLD before
+     * the status can be seen, so no SIGCHLD pending and none taken
+     * unreaped means no status waiting. */
+    take_sigchld(s);
+    if (!s->chld_unreaped)
+        return;
+    for (;;) {
         int status;
-        pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
+        pid_t tid = walk_next(s, &status);
         if (tid <= 0) {
-            if (tid < 0 && errno == EINTR)
-                continue;
-            if (tid < 0 && errno == ECHILD)
+            if (tid < 0)
                 s->exited = 1;  /* nothing left to trace */
             return;
         }
@@ -518,6 +567,71 @@ static int stop_slow(struct session *s, struct thread *t, uint64_t *deadline, in
     return 0;
 }
 
+/* The next wait status the stop of tid needs, until deadline: tid's own
+ * first (waitpid on one tid looks at that thread alone), sleeping on
+ * SIGCHLD while there is none. (Polling it for up to 50 us instead of
+ * sleeping was tried: on a loaded 2-core machine that cost more CPU and
+ * made stops no shorter: it took the CPU the thread needed to stop.)
+ * Every thread's (a walk, until it finds no more) when a SIGCHLD came
+ * that tid's wait does not explain, when tid is not waitable at all, and
+ * after STALE_WALK_NS when a SIGCHLD taken earlier was never followed by
+ * a walk: the leader's exit, and an exec's end, wait for other threads to
+ * be reaped by us, and their SIGCHLD may have been taken already (a stop
+ * that comes sooner does not need the walk: the sampler's loop does it).
+ * Returns a tid, 0 when the deadline passed, -1 when nothing is traced
+ * any more, -2 when tid is gone without a status (replaced by an exec).
+ * w carries the wait's state across calls (zeroed by the caller). */
+#define STALE_WALK_NS 1000000
+struct stop_wait { int walk; uint64_t walk_after; };
+
+static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadline,
+                       struct stop_wait *w)
+{
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (!w->walk_after)
+        w->walk_after = mono_ns() + STALE_WALK_NS;
+    for (;;) {
+        pid_t r = waitpid(tid, status, __WALL | WNOHANG);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        int unwaitable = r < 0;         /* ECHILD: not (any more) ours */
+        if (w->walk || unwaitable) {
+            r = walk_next(s, status);
+            if (r != 0)
+                return r;
+            w->walk = 0;
+            if (unwaitable)
+                return -2;
+        }
+        uint64_t now = mono_ns();
+        if (now >= deadline)
+            return 0;
+        uint64_t until = deadline;
+        if (s->chld_unreaped) {
+            if (now >= w->walk_after) {
+                w->walk = 1;
+                continue;
+            }
+            if (w->walk_after < until)
+                until = w->walk_after;
+        }
+        uint64_t left = until - now;
+        struct timespec ts = { (time_t)(left / 1000000000ull), (long)(left % 1000000000ull) };
+        if (sigtimedwait(&chld, NULL, &ts) == SIGCHLD) {
+            s->chld_unreaped = 1;
+            /* tid first; if it has nothing, the signal was another's */
+            r = waitpid(tid, status, __WALL | WNOHANG);
+            if (r > 0)
+                return r;
+            w->walk = 1;
+        }
+    }
+}
+
 int session_stop_thread(struct session *s, struct thread *t)
 {
     if (t->state != THREAD_RUNNING)
@@ -534,16 +648,18 @@ int session_stop_thread(struct session *s, struct thread *t)
     t->interrupt_ns = now;
     uint64_t deadline = now + SESSION_STOP_TIMEOUT_MS * 1000000ull;
     int extended = 0;
+    struct stop_wait w = { .walk = 0 };
     for (;;) {
         int status;
-        pid_t r = wait_any(&status, deadline);
+        pid_t r = wait_stop(s, t->tid, &status, deadline, &w);
         if (r == 0) {
             if (stop_slow(s, t, &deadline, &extended))
                 continue;
             return 1;
         }
-        if (r < 0) {            /* nothing traced any more */
-            s->exited = 1;
+        if (r < 0) {            /* nothing traced any more, or t gone */
+            if (r == -1)
+                s->exited = 1;
             thread_gone(s, t);
             s->threads_vanished++;
             return 1;
@@ -584,16 +700,20 @@ int session_stop_thread(struct session *s, struct thread *t)
 
 int session_resume_thread(struct session *s, struct thread *t)
 {
-    int rc = 0, sig = t->resume_sig;
+    int sig = t->resume_sig;
     t->resume_sig = 0;
     if (ptrace(PTRACE_CONT, t->tid, 0, (void *)(uintptr_t)sig) < 0) {
         thread_gone(s, t);
-        rc = -1;
+        return -1;
     }
-    /* The wait for t may have taken the SIGCHLD of other statuses: pass
-     * them on now rather than at the next tick. */
-    session_reap(s);
-    return rc;
+    /* The SIGCHLD of t's stop, if the wait did not take it: taken now
+     * (after the stop, not during it), so that the next stop's sleep does
+     * not wake for it. Statuses of other threads that came meanwhile
+     * (their SIGCHLD pending, or taken: chld_unreaped) are passed on by the
+     * caller's next session_reap, not here: a walk per sample would cost a
+     * look at every tracee per sample. */
+    take_sigchld(s);
+    return 0;
 }
 
 /* ---- attach ------------------------------------------------------------ */

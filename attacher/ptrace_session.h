@@ -12,9 +12,10 @@
  *  - a stop we did not ask for is resumed at once the way the target
  *    expects: a signal-delivery-stop with its signal, a group-stop with
  *    PTRACE_LISTEN (someone else's SIGSTOP stays in force);
- *  - no wait blocks on one thread: every wait takes any traced thread's
- *    status and is bounded in time, so a thread that cannot stop (exiting,
- *    a zombie leader, uninterruptible sleep) never hangs the attacher;
+ *  - no wait blocks on one thread: every wait sleeps on SIGCHLD, takes
+ *    any traced thread's status a SIGCHLD announces and is bounded in
+ *    time, so a thread that cannot stop (exiting, a zombie leader,
+ *    uninterruptible sleep) never hangs the attacher;
  *  - session_detach() leaves no thread stopped, on every exit path.
  * The caller must keep SIGCHLD blocked (session_attach/spawn block it).
  */
@@ -74,6 +75,11 @@ struct session {
     uint64_t stop_timeouts;     /* stops that did not come in time (skipped) */
     uint64_t execs;             /* exec events seen */
     uint64_t detach_stragglers; /* threads left traced by session_detach (zombie, D state) */
+    /* A SIGCHLD was taken (sigtimedwait, by anyone: the sampler sets it
+     * too) and not every wait status has been collected since: the next
+     * session_reap walks every tracee. SIGCHLD does not queue, so one
+     * taken while waiting for a thread may stand for several statuses. */
+    int chld_unreaped;
 };
 
 /* Flags of session_attach/spawn. */
@@ -91,7 +97,9 @@ int session_attach(struct session *s, pid_t pid, unsigned flags, char *err, size
 int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags,
                   char *err, size_t errlen);
 
-/* Reap every pending wait status without blocking and handle it. */
+/* Reap every pending wait status without blocking and handle it: a walk
+ * over every tracee (waitpid(-1)), done only when a SIGCHLD is pending or
+ * chld_unreaped says one was taken (cheap otherwise). */
 void session_reap(struct session *s);
 
 /* Stop thread t (PTRACE_INTERRUPT) and wait until it is in our stop,
@@ -104,7 +112,8 @@ void session_reap(struct session *s);
 #define SESSION_STOP_TIMEOUT_MS 100
 #define SESSION_STOP_MAX_MS 1000
 int session_stop_thread(struct session *s, struct thread *t);
-/* PTRACE_CONT t, then pass on whatever other statuses are pending. */
+/* PTRACE_CONT t. Other threads' statuses taken meanwhile are left to the
+ * caller's next session_reap (the sampler's next loop pass). */
 int session_resume_thread(struct session *s, struct thread *t);
 
 struct thread *session_find(struct session *s, pid_t tid);

@@ -12,6 +12,7 @@
  *   wall every live thread every tick; a thread whose CPU time has not
  *        moved since its last sample is not stopped: its last stack is
  *        repeated.
+ * Idle threads cost (almost) nothing: see "Idle threads" above tick().
  * Stop time (PTRACE_INTERRUPT to PTRACE_CONT) is measured per sample.
  * --mem: the resident set size (/proc/PID/statm, fd kept open) is read
  * once per tick, just before its first stop (after the unwind, a target
@@ -137,6 +138,7 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
             return -1;
         }
     }
+    s->have_cpu_clock = clock_getcpuclockid(sess->pid, &s->cpu_clock) == 0;
     remote_mem_init(&s->mem, sess->pid);
     if (snapshot_init(&s->snap, SNAPSHOT_STACK_DEFAULT) < 0) {
         snprintf(s->err, sizeof(s->err), "out of memory");
@@ -365,14 +367,32 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     return 0;
 }
 
-/* Idle threads are checked less and less often (every 2, 4, ... up to
- * IDLE_BACKOFF_MAX ticks): with 1000 idle threads a schedstat read per
- * thread per tick would cost more than the sampling itself. CPU time is
- * never lost: the next check credits all of it; only its attribution
- * waits at most IDLE_BACKOFF_MAX ticks. */
-#define IDLE_BACKOFF_MAX 16
+/* Idle threads. A schedstat read costs a system call; with 1000 idle
+ * threads, one per thread per tick would cost more than the sampling. So
+ * a thread that several checks in a row found idle (QUIET_AFTER) is
+ * "quiet": not read at all while the target's process CPU clock (one
+ * system call; the kernel sums it over the threads, ~40 ns each) is
+ * explained by the threads read. The CPU it does not explain
+ * accumulates in s->unexplained (quiet threads ran, or threads exited);
+ * once it reaches SWEEP_INTERVALS of an interval, a sweep reads every
+ * quiet thread not read in the last IDLE_BACKOFF_MAX ticks (so even a
+ * sweep every tick costs no more than reading each every 16 ticks), then
+ * starts the count again. CPU time is never lost: the next read of a
+ * thread credits all of it; only its attribution waits. Without a process
+ * clock, quiet threads are read every IDLE_BACKOFF_MAX ticks. */
+#define QUIET_AFTER 16          /* idle checks in a row that make a thread quiet */
+#define IDLE_BACKOFF_MAX 16     /* ticks between two reads of a quiet thread, at least */
+#define SWEEP_INTERVALS 0.5     /* unexplained CPU, in intervals, that starts a sweep */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
 #define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
+#define PROC_CLOCK_THREADS 64  /* the process clock is read every 1 + threads /
+                                   PROC_CLOCK_THREADS ticks (~2.5 us a tick
+                                   whatever the number of threads), */
+#define PROC_CLOCK_EVERY_MAX IDLE_BACKOFF_MAX /* and at least every 16 ticks: a
+                                   quiet thread that starts to run is read
+                                   again within 16 to 32 ticks */
+#define NOT_READ INT64_MIN      /* tick_delta: the thread was not read this tick */
+#define READ_FAILED (INT64_MIN + 1)
 
 static void repeat_last(struct sampler *s, struct thread *t)
 {
@@ -381,36 +401,119 @@ static void repeat_last(struct sampler *s, struct thread *t)
     s->repeated++;
 }
 
+static int is_quiet(const struct thread *t)
+{
+    return t->idle_streak >= QUIET_AFTER;
+}
+
+/* Reads t's CPU time: returns what it used since the last read (-1 at
+ * the first), or READ_FAILED; updates its idle streak. */
+static int64_t read_delta(struct sampler *s, struct thread *t)
+{
+    int64_t cpu = thread_cpu_ns(s, t);
+    if (cpu < 0)
+        return READ_FAILED;     /* vanishing: its exit is reaped soon */
+    int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
+    t->cpu_ns = (uint64_t)cpu;
+    /* Our own stop costs a blocked thread a few microseconds of CPU
+     * (the trap, the restarted system call): that is not running. */
+    if (delta >= 0 && delta < STOP_CPU_NOISE_NS) {
+        if (t->idle_streak < UINT32_MAX)
+            t->idle_streak++;
+        t->next_check = s->ticks + IDLE_BACKOFF_MAX;
+    } else {
+        t->idle_streak = 0;
+    }
+    return delta;
+}
+
+/* CPU time of the whole target in ns, or -1. */
+static int64_t process_cpu_ns(struct sampler *s)
+{
+    struct timespec ts;
+    if (!s->have_cpu_clock || clock_gettime(s->cpu_clock, &ts) < 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Reads the threads worth reading this tick into s->tick_delta (indexes
+ * of s->sess->v, NOT_READ for the others). Returns the number of slots. */
+static size_t read_threads(struct sampler *s)
+{
+    struct session *ss = s->sess;
+    size_t n = ss->n;
+    if (n > s->tick_cap) {
+        size_t cap = n > 2 * s->tick_cap ? n : 2 * s->tick_cap;
+        int64_t *d = realloc(s->tick_delta, cap * sizeof(*d));
+        if (!d)
+            return 0;           /* no memory: skip this tick */
+        s->tick_delta = d;
+        s->tick_cap = cap;
+    }
+    /* The process clock first, then at once the threads that ran lately:
+     * the closer in time, the less of their CPU falls between the reads.
+     * With many threads the clock costs more than a schedstat read (40 us
+     * for 1000, cache-cold): it is read every few ticks only, and the
+     * unexplained CPU judged then (the deltas read meanwhile add up the
+     * same: they are subtracted as they are read). */
+    int clock = 0;
+    size_t every = 1 + n / PROC_CLOCK_THREADS;
+    if (every > PROC_CLOCK_EVERY_MAX)
+        every = PROC_CLOCK_EVERY_MAX;
+    if (!s->have_cpu_clock || !s->proc_cpu_ns || s->ticks - s->proc_clock_tick >= every) {
+        int64_t proc = process_cpu_ns(s);
+        clock = proc >= 0 && s->proc_cpu_ns > 0;
+        if (clock)
+            s->unexplained += proc - (int64_t)s->proc_cpu_ns;
+        s->proc_cpu_ns = proc > 0 ? (uint64_t)proc : 0;
+        s->proc_clock_tick = s->ticks;
+    } else {
+        clock = -1;             /* between two reads of the clock: no sweep */
+    }
+    int64_t explained = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct thread *t = ss->v[i];
+        s->tick_delta[i] = NOT_READ;
+        if (t->state != THREAD_RUNNING || is_quiet(t))
+            continue;
+        int64_t d = read_delta(s, t);
+        s->tick_delta[i] = d;
+        if (d > 0)
+            explained += d;
+    }
+    s->unexplained -= explained;
+    if (clock < 0 ||
+        (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS)))
+        return n;
+    /* A sweep: quiet threads not read lately. */
+    for (size_t i = 0; i < n; i++) {
+        struct thread *t = ss->v[i];
+        if (t->state == THREAD_RUNNING && is_quiet(t) && t->next_check <= s->ticks)
+            s->tick_delta[i] = read_delta(s, t);
+    }
+    s->unexplained = 0;
+    s->sweeps++;
+    return n;
+}
+
 static void tick(struct sampler *s)
 {
     double interval_ns = s->o->interval * 1e9;
     int wall = s->o->mode == MODE_WALL;
     session_reap(s->sess);
-    for (size_t i = 0; i < s->sess->n && !s->sess->exited; i++) {
+    size_t n = read_threads(s);
+    /* (threads born during the tick, past n, are read at the next) */
+    for (size_t i = 0; i < n && !s->sess->exited; i++) {
         struct thread *t = s->sess->v[i];
-        if (t->state != THREAD_RUNNING)
+        int64_t delta = s->tick_delta[i];
+        if (t->state != THREAD_RUNNING || delta == READ_FAILED)
             continue;
-        if (t->next_check > s->ticks) {
+        if (delta == NOT_READ) {            /* quiet */
             if (wall && t->last_n > 0)
                 repeat_last(s, t);
             continue;
         }
-        int64_t cpu = thread_cpu_ns(s, t);
-        if (cpu < 0)
-            continue;           /* vanishing: its exit is reaped soon */
-        int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
-        t->cpu_ns = (uint64_t)cpu;
-        /* Our own stop costs a blocked thread a few microseconds of CPU
-         * (the trap, the restarted system call): that is not running. */
         int idle = delta >= 0 && delta < STOP_CPU_NOISE_NS;
-        if (idle) {
-            uint32_t wait = t->idle_streak < 4 ? 1u << t->idle_streak : IDLE_BACKOFF_MAX;
-            t->idle_streak++;
-            t->next_check = s->ticks + (wait < IDLE_BACKOFF_MAX ? wait : IDLE_BACKOFF_MAX);
-        } else {
-            t->idle_streak = 0;
-            t->next_check = 0;
-        }
         if (!wall) {
             if (delta <= 0)
                 continue;       /* first sight, or did not run */
@@ -493,8 +596,10 @@ static int vm_may_appear(const struct sampler *s)
 
 enum stop_reason sampler_run(struct sampler *s)
 {
-    sigset_t set;
+    sigset_t set, stops;
     sampler_signals(&set);
+    stops = set;
+    sigdelset(&stops, SIGCHLD);     /* left pending for session_reap */
 
     double start = now_mono(), next = start;
     double dur = s->o->duration;
@@ -505,9 +610,9 @@ enum stop_reason sampler_run(struct sampler *s)
     const struct timespec no_wait = { 0, 0 };
     for (;;) {
         /* A stop signal is honoured even when every tick runs late and the
-         * loop never reaches the waiting sigtimedwait below (stop signals
-         * have lower numbers than SIGCHLD: they come out first). */
-        int pending = sigtimedwait(&set, NULL, &no_wait);
+         * loop never reaches the waiting sigtimedwait below. SIGCHLD stays
+         * pending: session_reap takes it and only then walks the tracees. */
+        int pending = sigtimedwait(&stops, NULL, &no_wait);
         if (pending == SIGINT || pending == SIGTERM || pending == SIGHUP) {
             why = STOP_SIGNAL;
             break;
@@ -532,6 +637,8 @@ enum stop_reason sampler_run(struct sampler *s)
                 why = STOP_SIGNAL;
                 break;
             }
+            if (sig == SIGCHLD)
+                s->sess->chld_unreaped = 1;     /* session_reap must walk */
             continue;           /* SIGCHLD, timeout or EINTR: re-check */
         }
         /* A tick is due. */
@@ -603,6 +710,9 @@ void sampler_free(struct sampler *s)
     vm_select_release(s->dec);
     s->dec = NULL;
     drop_pending(s);
+    free(s->tick_delta);
+    s->tick_delta = NULL;
+    s->tick_cap = 0;
     unwinder_free(s->uw);
     s->uw = NULL;
     sym_maps_free(&s->maps);

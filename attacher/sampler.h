@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "frames.h"
 #include "options.h"
@@ -60,6 +61,15 @@ struct sampler {
     /* --mem: /proc/PID/statm held open, read at most once a tick */
     int statm_fd;
     uint64_t rss_kb, rss_tick;  /* last value read, and its tick (0: none) */
+    /* Idle threads (sampler.c): the target's process CPU clock, its last
+     * value, the CPU it used that the threads read since the last sweep
+     * do not explain, and each thread's CPU delta read this tick. */
+    clockid_t cpu_clock;
+    int have_cpu_clock;
+    uint64_t proc_cpu_ns, proc_clock_tick; /* (0: not read yet) */
+    int64_t unexplained;
+    int64_t *tick_delta;        /* by index in sess->v; grown, never shrunk */
+    size_t tick_cap;
     struct snapshot snap;
     struct native_frame nat[MAX_NATIVE_FRAMES];
     uint64_t words[MAX_STACK_WORDS];
@@ -67,6 +77,7 @@ struct sampler {
     /* statistics */
     uint64_t deferred;          /* cpu-mode stops let go: thread was off-CPU */
     uint64_t ticks, missed_ticks, samples, repeated, stops, unwind_calls;
+    uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
     uint32_t stop_hist[STOP_HIST_US + 1];
