@@ -66,7 +66,7 @@ void sampler_vm_name(void *arg, uint64_t id, const char *name)
 static int reload_maps(struct sampler *s)
 {
     struct sym_maps fresh = { 0 };
-    if (sym_maps_load(&fresh, s->sess->pid) < 0)
+    if (sym_maps_load(&fresh, s->mem.pid) < 0)
         return -1;
     sym_maps_free(&s->maps);
     s->maps = fresh;
@@ -327,6 +327,10 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     }
     t->deferrals = 0;
     s->snap.tid = t->tid;
+    /* Memory, maps and mapped files are read through the thread being
+     * sampled, alive and stopped: the leader's /proc entry is empty once
+     * it has called pthread_exit (a zombie while its threads run on). */
+    s->mem.pid = t->tid;
     if (!t->stack_need)
         t->stack_need = STACK_NEED_START;
     int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s,
