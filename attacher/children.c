@@ -11,6 +11,7 @@
  * pid can be reused; a pidfd cannot).
  */
 #include "children.h"
+#include "proc_task.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -129,21 +130,6 @@ static void report_failure(int fd, pid_t target, const char *why)
     put_line(fd, line);
 }
 
-/* Has pid ended (gone or a zombie)? */
-static int has_ended(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    char *p = strrchr(buf, ')');
-    return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
-}
-
 void children_report(const struct options *o, pid_t target, long long samples,
                      double seconds, const char *path, const char *cmdline,
                      const char *why)
@@ -152,7 +138,7 @@ void children_report(const struct options *o, pid_t target, long long samples,
         return;
     /* A process that ended before its first sample (shell helpers, a
      * wrapper's short-lived children) is counted, not given a log. */
-    if (samples == 0 || (samples < 0 && has_ended(target))) {
+    if (samples == 0 || (samples < 0 && proc_thread_ended(target, target))) {
         if (samples == 0)
             unlink(path);
         char line[64];
@@ -288,23 +274,6 @@ void children_on_process(void *arg, pid_t pid)
     children_follow(arg, pid, 1);
 }
 
-static pid_t tracer_of(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    pid_t t = -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "TracerPid:", 10) == 0) {
-            t = (pid_t)atoi(line + 10);
-            break;
-        }
-    fclose(f);
-    return t;
-}
-
 void children_scan(struct children *c, pid_t pid)
 {
     char path[64];
@@ -324,7 +293,7 @@ void children_scan(struct children *c, pid_t pid)
         int child;
         while (fscanf(f, "%d", &child) == 1) {
             /* one traced by us is a new process on its way to on_process */
-            if (child > 0 && tracer_of(child) != getpid())
+            if (child > 0 && proc_thread_tracer(child, child) != getpid())
                 children_follow(c, child, 0);
         }
         fclose(f);

@@ -1,9 +1,9 @@
 /*
  * ptrace_session.c - the target's threads, as their tracer.
  *
- * Owns: seizing threads (at attach, and at birth through
- * PTRACE_O_TRACECLONE), every wait status the kernel reports for them,
- * and detaching. The sampler asks for one thread at a time to be stopped
+ * Owns: the thread table, threads born traced (PTRACE_O_TRACECLONE),
+ * every wait status the kernel reports for them, and detaching. Becoming
+ * the tracer (attach, spawn, hand-over) is ptrace_attach.c. The sampler asks for one thread at a time to be stopped
  * (session_stop_thread) and resumed (session_resume_thread); everything
  * else that stops a thread is passed on here, at the latest by the next
  * session_reap (the sampler calls it every loop pass):
@@ -53,6 +53,8 @@
  * the sampler sees exec_seen and re-reads the mappings.
  */
 #include "ptrace_session.h"
+#include "ptrace_session_int.h"
+#include "proc_task.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,7 +73,6 @@
 #define SEIZE_OPTS_CHILDREN (SEIZE_OPTS | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
 #define RETRY_INTERRUPT_NS 1000000000ull   /* re-ask a thread that did not stop */
 #define DETACH_POLL_NS 50000000ull         /* look for zombies this often */
-#define PF_KTHREAD_FLAG 0x00200000u        /* include/linux/sched.h */
 
 static uint64_t mono_ns(void)
 {
@@ -175,7 +176,7 @@ static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread
     return t;
 }
 
-static struct thread *thread_add(struct session *s, pid_t tid)
+struct thread *session_thread_add(struct session *s, pid_t tid)
 {
     return thread_add_state(s, tid, THREAD_RUNNING);
 }
@@ -214,85 +215,6 @@ void session_sweep(struct session *s)
 size_t session_live_count(const struct session *s)
 {
     return s->n - s->gone;
-}
-
-/* ---- /proc facts ------------------------------------------------------- */
-
-/* Reads "Key:\tvalue" from a status file into val. 0 when found. */
-static int status_file_field(const char *path, const char *key, char *val, size_t cap)
-{
-    char line[256];
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    size_t kl = strlen(key);
-    int found = -1;
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            char *v = line + kl + 1;
-            v += strspn(v, " \t");
-            v[strcspn(v, "\n")] = '\0';
-            snprintf(val, cap, "%s", v);
-            found = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-static int status_field(pid_t pid, const char *key, char *val, size_t cap)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    return status_file_field(path, key, val, cap);
-}
-
-/* The tracer of one thread (0 none, -1 unknown: thread gone). */
-static pid_t thread_tracer(pid_t pid, pid_t tid)
-{
-    char path[96], v[32];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    if (status_file_field(path, "TracerPid", v, sizeof(v)) < 0)
-        return -1;
-    return (pid_t)atoi(v);
-}
-
-/* State letter of a thread ('?' when gone) and its flags word, from
- * /proc/PID/task/TID/stat. */
-static char thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
-{
-    char path[96], buf[1024];
-    *flags = 0;
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return '?';
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    char *p = strrchr(buf, ')');            /* the name may hold ')' */
-    if (!p || p[1] != ' ' || !p[2])
-        return '?';
-    char state = p[2];
-    /* after ")": " state ppid pgrp session tty_nr tpgid flags" */
-    for (int field = 0; field < 7 && p; field++)
-        p = strchr(p + 1, ' ');
-    if (p && p[1] >= '0' && p[1] <= '9')
-        *flags = strtoul(p + 1, NULL, 10);
-    return state;
-}
-
-static char thread_state_letter(pid_t pid, pid_t tid)
-{
-    unsigned long flags;
-    return thread_stat(pid, tid, &flags);
-}
-
-static int is_zombie(pid_t pid, pid_t tid)
-{
-    char c = thread_state_letter(pid, tid);
-    return c == 'Z' || c == 'X' || c == '?';
 }
 
 /* Is tid a thread of the target (and not a process it cloned)? */
@@ -352,7 +274,7 @@ enum status_kind {
     ST_EXEC,        /* an exec event (resumed): a new image under this tid */
 };
 
-static uintptr_t seize_opts(const struct session *s)
+uintptr_t session_seize_opts(const struct session *s)
 {
     return (s->flags & SESSION_FOLLOW_CHILDREN) ? SEIZE_OPTS_CHILDREN : SEIZE_OPTS;
 }
@@ -378,7 +300,7 @@ static void let_go_of_process(struct session *s, pid_t pid, int status)
 static struct thread *newborn(struct session *s, pid_t tid, int status)
 {
     if (is_member(s, tid))
-        return thread_add(s, tid);
+        return session_thread_add(s, tid);
     /* A process the target made (not a thread): not ours to trace. */
     if (WIFSTOPPED(status))
         let_go_of_process(s, tid, status);
@@ -394,8 +316,8 @@ static void on_clone(struct session *s, pid_t tid)
     if (session_find(s, c) && session_find(s, c)->state != THREAD_GONE)
         return;                     /* its own first stop came first */
     if (is_member(s, c))
-        thread_add(s, c);
-    else if (thread_tracer(c, c) == getpid())
+        session_thread_add(s, c);
+    else if (proc_thread_tracer(c, c) == getpid())
         thread_add_state(s, c, THREAD_FOREIGN);  /* detached at its first stop */
 }
 
@@ -555,7 +477,7 @@ void session_reap(struct session *s)
  * good when it is a zombie. Returns 0 to give up. */
 static int stop_slow(struct session *s, struct thread *t, uint64_t *deadline, int *extended)
 {
-    char c = thread_state_letter(s->pid, t->tid);
+    char c = proc_thread_state(s->pid, t->tid);
     if (!*extended && (c == 'R' || c == 'S')) {
         *extended = 1;
         *deadline += (SESSION_STOP_MAX_MS - SESSION_STOP_TIMEOUT_MS) * 1000000ull;
@@ -716,262 +638,6 @@ int session_resume_thread(struct session *s, struct thread *t)
     return 0;
 }
 
-/* ---- attach ------------------------------------------------------------ */
-
-static void tracer_description(pid_t tracer, char *buf, size_t cap)
-{
-    char name[64] = "?";
-    status_field(tracer, "Name", name, sizeof(name));
-    snprintf(buf, cap, "%d (%s)", (int)tracer, name);
-}
-
-static void permission_error(pid_t pid, char *err, size_t errlen)
-{
-    char scope[16] = "";
-    FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
-    if (f) {
-        if (fgets(scope, sizeof(scope), f))
-            scope[strcspn(scope, "\n")] = '\0';
-        fclose(f);
-    }
-    snprintf(err, errlen,
-             "permission denied tracing process %d: run as its user with "
-             "kernel.yama.ptrace_scope=0%s%s%s, or as root / with CAP_SYS_PTRACE",
-             (int)pid, scope[0] ? " (now " : "", scope, scope[0] ? ")" : "");
-}
-
-/* PTRACE_SEIZE of tid refused with EPERM: 0 when that is fine (already
- * ours through TRACECLONE, or an exited thread), else the error. */
-static int seize_refused(struct session *s, pid_t tid, char *err, size_t errlen)
-{
-    pid_t tracer = thread_tracer(s->pid, tid);
-    if (tracer == getpid())
-        return thread_add(s, tid) ? 0 : -1;
-    if (tracer <= 0 && is_zombie(s->pid, tid))
-        return 0;               /* exited (a pthread_exit'ed leader): nothing to seize */
-    if (tracer > 0) {
-        char who[96];
-        tracer_description(tracer, who, sizeof(who));
-        snprintf(err, errlen, "process %d is already traced by %s: "
-                 "detach that debugger or profiler first", (int)s->pid, who);
-    } else {
-        permission_error(s->pid, err, errlen);
-    }
-    return -1;
-}
-
-/* Seize every thread listed in /proc/PID/task until a pass finds none
- * new (threads may be born by not-yet-seized threads during a pass). */
-static int seize_all(struct session *s, char *err, size_t errlen)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)s->pid);
-    for (int pass = 0; pass < 100; pass++) {
-        DIR *d = opendir(path);
-        if (!d) {
-            snprintf(err, errlen, "process %d vanished while attaching", (int)s->pid);
-            return -1;
-        }
-        int added = 0, rc = 0;
-        struct dirent *e;
-        while (rc == 0 && (e = readdir(d))) {
-            pid_t tid = (pid_t)atoi(e->d_name);
-            if (tid <= 0 || session_find(s, tid))
-                continue;
-            if (ptrace(PTRACE_SEIZE, tid, 0, (void *)seize_opts(s)) == 0) {
-                if (!thread_add(s, tid)) {
-                    snprintf(err, errlen, "out of memory tracking threads");
-                    rc = -1;
-                }
-                added++;
-            } else if (errno == EPERM) {
-                rc = seize_refused(s, tid, err, errlen);
-            } else if (errno != ESRCH) {    /* ESRCH: exited meanwhile */
-                snprintf(err, errlen, "cannot trace thread %d of process %d: %s",
-                         (int)tid, (int)s->pid, strerror(errno));
-                rc = -1;
-            }
-        }
-        closedir(d);
-        if (rc < 0)
-            return -1;
-        if (!added)
-            return 0;
-    }
-    return 0;
-}
-
-static void block_sigchld(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-}
-
-/* Refusals that need no ptrace: gone, zombie, ourselves, a thread id, a
- * kernel thread, already traced. */
-static int check_target(pid_t pid, char *err, size_t errlen)
-{
-    char state[32] = "", tp[32] = "0", tgid[32] = "", threads[32] = "1";
-    if ((kill(pid, 0) < 0 && errno == ESRCH) ||
-        status_field(pid, "State", state, sizeof(state)) < 0) {
-        snprintf(err, errlen, "no such process %d: check the PID (e.g. pgrep -f NAME)", (int)pid);
-        return -1;
-    }
-    if (pid == getpid()) {
-        snprintf(err, errlen, "process %d is vmprof-attach itself: give the PID of "
-                 "the process to profile", (int)pid);
-        return -1;
-    }
-    if (status_field(pid, "Tgid", tgid, sizeof(tgid)) == 0 && atoi(tgid) != pid) {
-        snprintf(err, errlen, "%d is a thread of process %s, not a process: use -p %s",
-                 (int)pid, tgid, tgid);
-        return -1;
-    }
-    status_field(pid, "Threads", threads, sizeof(threads));
-    /* A zombie leader with live threads (it called pthread_exit) is alive. */
-    if ((state[0] == 'Z' || state[0] == 'X') && atoi(threads) <= 1) {
-        snprintf(err, errlen, "process %d has exited (zombie): nothing to profile", (int)pid);
-        return -1;
-    }
-    unsigned long flags;
-    thread_stat(pid, pid, &flags);
-    if (flags & PF_KTHREAD_FLAG) {
-        snprintf(err, errlen, "process %d is a kernel thread: nothing to profile "
-                 "(give the PID of a user process)", (int)pid);
-        return -1;
-    }
-    if (status_field(pid, "TracerPid", tp, sizeof(tp)) == 0 && atoi(tp) != 0) {
-        char who[96];
-        tracer_description((pid_t)atoi(tp), who, sizeof(who));
-        snprintf(err, errlen, "process %d is already traced by %s: detach that "
-                 "debugger or profiler first", (int)pid, who);
-        return -1;
-    }
-    return 0;
-}
-
-/* SESSION_HANDOFF: our parent holds the new process in its first stop
- * and lets go of it once we are ready; seize the leader the moment it
- * does (a few microseconds of running untraced at most). Returns 0 when
- * seized; otherwise seize_all reports why not. */
-static void handoff_seize(struct session *s)
-{
-    uint64_t deadline = mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
-    for (;;) {
-        if (ptrace(PTRACE_SEIZE, s->pid, 0, (void *)seize_opts(s)) == 0) {
-            thread_add(s, s->pid);
-            return;
-        }
-        if (errno != EPERM || mono_ns() >= deadline)
-            return;
-        sched_yield();
-    }
-}
-
-int session_attach(struct session *s, pid_t pid, unsigned flags, char *err, size_t errlen)
-{
-    memset(s, 0, sizeof(*s));
-    s->pid = pid;
-    s->flags = flags;
-    block_sigchld();
-    if (flags & SESSION_HANDOFF)
-        handoff_seize(s);
-    else if (check_target(pid, err, errlen) < 0)
-        return -1;
-    if (seize_all(s, err, errlen) < 0) {
-        session_detach(s);
-        session_free(s);
-        s->pid = pid;
-        return -1;
-    }
-    if (s->n == 0) {
-        snprintf(err, errlen, "process %d has no threads left to trace", (int)pid);
-        return -1;
-    }
-    return 0;
-}
-
-/* In the child, before exec: the command gets the signal state vmprof-attach
- * was started with, not the one it uses itself (it blocks SIGCHLD, SIGINT,
- * SIGTERM and SIGHUP to take them with sigtimedwait, and ignores SIGPIPE;
- * an exec keeps both the mask and ignored dispositions). */
-static void child_signal_state(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_DFL);
-}
-
-int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags,
-                  char *err, size_t errlen)
-{
-    memset(s, 0, sizeof(*s));
-    s->flags = flags;
-    block_sigchld();
-    int go[2], fail[2];
-    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(fail, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
-        return -1;
-    }
-    pid_t child = fork();
-    if (child < 0) {
-        snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-        return -1;
-    }
-    if (child == 0) {
-        char c;
-        close(go[1]);
-        close(fail[0]);
-        if (read(go[0], &c, 1) != 1)
-            _exit(127);
-        for (char **e = env_add; e && *e; e++)
-            putenv(*e);
-        child_signal_state();
-        execvp(argv[0], argv);
-        int e = errno;
-        if (write(fail[1], &e, sizeof(e)) < 0)
-            _exit(127);
-        _exit(127);
-    }
-    close(go[0]);
-    close(fail[1]);
-    s->pid = child;
-    s->spawned = 1;
-    if (ptrace(PTRACE_SEIZE, child, 0, (void *)seize_opts(s)) < 0 ||
-        !thread_add(s, child)) {
-        snprintf(err, errlen, "cannot trace the command: %s", strerror(errno));
-        kill(child, SIGKILL);
-        waitpid(child, NULL, __WALL);
-        close(go[1]);
-        close(fail[0]);
-        session_free(s);
-        return -1;
-    }
-    if (write(go[1], "g", 1) != 1) { /* child gone: its exit is reaped later */ }
-    close(go[1]);
-    int child_errno = 0;
-    ssize_t r;
-    do {
-        r = read(fail[0], &child_errno, sizeof(child_errno));
-    } while (r < 0 && errno == EINTR);
-    close(fail[0]);
-    if (r == (ssize_t)sizeof(child_errno)) {
-        waitpid(child, NULL, __WALL);
-        session_free(s);
-        snprintf(err, errlen, "cannot run '%s': %s; check the command name and PATH",
-                 argv[0], strerror(child_errno));
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- detach ------------------------------------------------------------ */
 
 /* One status while detaching: any ptrace-stop is the moment to let go of
@@ -1003,7 +669,7 @@ static int only_zombies_left(struct session *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         struct thread *t = s->v[i];
-        if (t->state != THREAD_GONE && !is_zombie(s->pid, t->tid))
+        if (t->state != THREAD_GONE && !proc_thread_ended(s->pid, t->tid))
             return 0;
     }
     return 1;

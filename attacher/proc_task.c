@@ -1,0 +1,90 @@
+/*
+ * proc_task.c - facts about a process's threads from /proc, read fresh
+ * every time (no caching: they are asked about exactly when they may have
+ * changed). Every function tolerates the thread being gone: a missing
+ * file reads as "ended" / unknown, never as an error.
+ */
+#include "proc_task.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Reads "Key:\tvalue" from a status file into val. 0 when found. */
+static int proc_status_file_field(const char *path, const char *key, char *val, size_t cap)
+{
+    char line[256];
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t kl = strlen(key);
+    int found = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            char *v = line + kl + 1;
+            v += strspn(v, " \t");
+            v[strcspn(v, "\n")] = '\0';
+            snprintf(val, cap, "%s", v);
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+int proc_status_field(pid_t pid, const char *key, char *val, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    return proc_status_file_field(path, key, val, cap);
+}
+
+/* The tracer of one thread (0 none, -1 unknown: thread gone). */
+pid_t proc_thread_tracer(pid_t pid, pid_t tid)
+{
+    char path[96], v[32];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    if (proc_status_file_field(path, "TracerPid", v, sizeof(v)) < 0)
+        return -1;
+    return (pid_t)atoi(v);
+}
+
+/* State letter of a thread ('?' when gone) and its flags word, from
+ * /proc/PID/task/TID/stat. */
+char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
+{
+    char path[96], buf[1024];
+    *flags = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    char *p = strrchr(buf, ')');            /* the name may hold ')' */
+    if (!p || p[1] != ' ' || !p[2])
+        return '?';
+    char state = p[2];
+    /* after ")": " state ppid pgrp session tty_nr tpgid flags" */
+    for (int field = 0; field < 7 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (p && p[1] >= '0' && p[1] <= '9')
+        *flags = strtoul(p + 1, NULL, 10);
+    return state;
+}
+
+char proc_thread_state(pid_t pid, pid_t tid)
+{
+    unsigned long flags;
+    return proc_thread_stat(pid, tid, &flags);
+}
+
+int proc_thread_ended(pid_t pid, pid_t tid)
+{
+    char c = proc_thread_state(pid, tid);
+    return c == 'Z' || c == 'X' || c == '?';
+}

@@ -1,0 +1,24 @@
+/*
+ * proc_task.h - facts about a process's threads from /proc/PID/status and
+ * /proc/PID/task/TID/{status,stat}, for the tracer and --children.
+ */
+#ifndef VMPROF_PROC_TASK_H
+#define VMPROF_PROC_TASK_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PF_KTHREAD_FLAG 0x00200000u        /* include/linux/sched.h */
+
+/* "Key:" of /proc/PID/status into val (without leading blanks or the
+ * newline). 0 when found, -1 otherwise. */
+int proc_status_field(pid_t pid, const char *key, char *val, size_t cap);
+/* The tracer of one thread (0 none, -1 unknown: thread gone). */
+pid_t proc_thread_tracer(pid_t pid, pid_t tid);
+/* State letter of a thread ('?' when gone) and its flags word. */
+char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags);
+char proc_thread_state(pid_t pid, pid_t tid);
+/* Exited: a zombie, dead, or gone. */
+int proc_thread_ended(pid_t pid, pid_t tid);
+
+#endif
