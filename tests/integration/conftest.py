@@ -3,8 +3,10 @@ starting targets, running vmprof-attach, and reading logs with vmprof's own
 reader (PyPI) so that compatibility is checked on every test."""
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -167,3 +169,18 @@ def share(samples, name):
 
 def leaf_counts(samples):
     return Counter(func_name(names[-1]) for names, _ in samples if names)
+
+
+# ---- services (test_service, test_children) --------------------------------
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    """(status, body) of a GET."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()

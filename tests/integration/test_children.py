@@ -14,16 +14,15 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from conftest import ATTACH, REPORT, SHIM, attach, func_name, read_vmprof, share, tracer_pid
+from conftest import (ATTACH, REPORT, SHIM, attach, free_port, func_name, http_get, read_vmprof,
+                      share, tracer_pid)
 
 PY = "/usr/bin/python3.11"
 FAMILY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "family.py")
@@ -333,15 +332,6 @@ def test_pid_with_existing_child_and_grandchild(tmp_path, targets):
 
 # ---- a pre-fork server ----------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read()
 
 
 def workers_of(master):

@@ -6,31 +6,20 @@ the profiler detached."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from collections import Counter
 
-from conftest import SHIM, attach, func_name, read_vmprof, share
+from conftest import SHIM, attach, free_port, func_name, http_get, read_vmprof, share
 
 APP_DIR = os.path.join(os.path.dirname(__file__), "wsgi")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read()
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def service():
     deadline = time.time() + 20
     while True:
         try:
-            if get(url, timeout=2)[0] == 200:
+            if http_get(url, timeout=2)[0] == 200:
                 break
         except OSError:
             pass
@@ -75,7 +64,7 @@ def test_profile_a_gunicorn_worker_under_load(service, tmp_path):
     def load():
         while not stop.is_set():
             try:
-                status, body = get(url)
+                status, body = http_get(url)
                 ok = status == 200 and "digest" in json.loads(body)
                 answered[0] += ok
                 failed[0] += not ok
@@ -109,7 +98,7 @@ def test_profile_a_gunicorn_worker_under_load(service, tmp_path):
     assert top_other < hr, (hr, others.most_common(5))
     # the service answers normally after detach, from the same worker
     for _ in range(5):
-        status, body = get(url)
+        status, body = http_get(url)
         assert status == 200 and "digest" in json.loads(body)
     with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
         assert [int(p) for p in f.read().split()] == [worker]
