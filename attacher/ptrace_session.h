@@ -37,7 +37,9 @@ struct thread {
     pid_t tid;
     pid_t ns_tid;               /* the tid the target sees (PID namespace), 0 unknown */
     enum thread_state state;
-    int schedstat_fd;           /* /proc/PID/task/TID/schedstat, -1 closed */
+    int schedstat_fd;           /* /proc/PID/task/TID/schedstat or a task clock
+                                   (task_clock), -1 closed */
+    int task_clock;             /* schedstat_fd is a perf task clock */
     uint64_t cpu_ns;            /* CPU time at the last check */
     double credit;              /* cpu mode: intervals earned, not yet sampled */
     uint32_t idle_streak;       /* consecutive checks that found no CPU used */

@@ -1,9 +1,13 @@
 /*
  * sampler.c - the tick loop (see sampler.h).
  *
- * Deadlines are absolute (start + k * interval): a slow tick makes the
+ * Deadlines are absolute (start + k * interval, plus a dither of up to
+ * half an interval either way, new for every tick): a slow tick makes the
  * next wait shorter, never shifts the schedule; ticks that could not run
- * at all are counted as missed, not made up for.
+ * at all are counted as missed, not made up for. The dither keeps a
+ * strictly periodic tick from aliasing with periodic work (a loop whose
+ * round is near a multiple of the interval is otherwise sampled at the
+ * same few points of its round for seconds at a time).
  *
  * What a sample means (--mode):
  *   cpu  a thread earns credit equal to the CPU time it used since the
@@ -23,12 +27,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
 
 #include "merge.h"
 #include "vm_select.h"
@@ -179,9 +187,51 @@ static uint64_t stack_end(void *arg, uint64_t sp)
     return m->end;
 }
 
-/* CPU time of a thread in ns, or -1 (thread gone). */
+/* A counting task clock on thread tid (no sampling, no ring buffer), or -1.
+ * exclude_kernel is what perf_event_paranoid 2 (the default) allows without
+ * privileges; a task clock counts all the thread's time regardless. */
+static int open_task_clock(pid_t tid)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof(a));
+    a.size = sizeof(a);
+    a.type = PERF_TYPE_SOFTWARE;
+    a.config = PERF_COUNT_SW_TASK_CLOCK;
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    return (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+/* CPU time of a thread in ns, or -1 (thread gone).
+ * Read from a task clock where perf events are allowed: it is exact to the
+ * moment of the read. schedstat's sum_exec_runtime of a thread that is on
+ * a CPU moves only at the scheduler tick (every 4 ms at HZ=250, a whole
+ * sampling interval), at context switches, and when the thread reads its
+ * own CPU clock: whether a tick finds a whole interval earned then depends
+ * on what the thread was doing (a workload that reads its clock between
+ * phases is up to date just after each one), and cpu mode samples some
+ * code more often than its CPU time says. schedstat remains the fallback
+ * (perf events forbidden, or a kernel without them). t->schedstat_fd holds
+ * whichever fd the thread's CPU time is read from (t->task_clock says which). */
 static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
 {
+    if (t->schedstat_fd < 0)
+        t->task_clock = 0;      /* closed (or never opened): open again */
+    if (t->schedstat_fd < 0 && !s->no_task_clock) {
+        t->schedstat_fd = open_task_clock(t->tid);
+        if (t->schedstat_fd >= 0)
+            t->task_clock = 1;
+        else if (errno == ESRCH)
+            return -1;          /* vanishing: its exit is reaped soon */
+        else
+            s->no_task_clock = 1;   /* not allowed here: schedstat from now on */
+    }
+    if (t->task_clock) {
+        uint64_t v;
+        if (read(t->schedstat_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+            return -1;
+        return (int64_t)v;
+    }
     if (t->schedstat_fd < 0) {
         char path[96];
         snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)s->sess->pid, (int)t->tid);
@@ -397,6 +447,8 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
                                    again within 16 to 32 ticks */
 #define NOT_READ INT64_MIN      /* tick_delta: the thread was not read this tick */
 #define READ_FAILED (INT64_MIN + 1)
+#define ONCPU_WAIT_MAX 16       /* ticks a preempted thread's sample waits for
+                                   it to be on a CPU, at most */
 
 static void repeat_last(struct sampler *s, struct thread *t)
 {
@@ -500,6 +552,52 @@ static size_t read_threads(struct sampler *s)
     return n;
 }
 
+/* Whether t is runnable (state R in its stat) and we are off the CPU it
+ * last ran on (field 39), moving there if need be: a thread that shares
+ * our CPU is off it whenever we run, because our own wakeup preempted it,
+ * and the task clock test below would mean nothing. We move to the other
+ * CPUs we may use (never fewer than one); with one CPU, or when that
+ * fails, returns 0 and the test is not made. A thread that is blocked is
+ * not waiting for a CPU either: 0, it is sampled as before. */
+static int runnable_off_our_cpu(struct sampler *s, struct thread *t)
+{
+    static cpu_set_t allowed;
+    static int have_allowed = -1;
+    char path[96], buf[1024];
+    if (have_allowed < 0)
+        have_allowed = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
+                       CPU_COUNT(&allowed) > 1;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)s->sess->pid, (int)t->tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');     /* the name may hold spaces */
+    if (!p || p[1] != ' ' || p[2] != 'R')
+        return 0;
+    int field = 2;                          /* ")" ends field 2 */
+    while (p && *p && field < 39) {
+        if (*p++ == ' ')
+            field++;
+    }
+    if (!p || field < 39)
+        return 0;
+    int cpu = atoi(p);
+    if (cpu != sched_getcpu())
+        return 1;
+    if (!have_allowed || cpu < 0 || cpu >= CPU_SETSIZE)
+        return 0;
+    cpu_set_t set = allowed;
+    CPU_CLR(cpu, &set);
+    if (CPU_COUNT(&set) == 0 || sched_setaffinity(0, sizeof(set), &set) < 0)
+        return 0;
+    return sched_getcpu() != cpu;
+}
+
 static void tick(struct sampler *s)
 {
     double interval_ns = s->o->interval * 1e9;
@@ -525,6 +623,21 @@ static void tick(struct sampler *s)
             if (t->credit < 1.0)
                 continue;
             int k = (int)t->credit;
+            /* On a CPU right now? A task clock moves between two reads of a
+             * running thread and stands still for a preempted one. A
+             * preempted thread would stop where it was preempted, and the
+             * kernel preempts at the points where it notices an expired
+             * slice (a thread reading its own CPU clock is one): not a fair
+             * CPU-time sample. Keep the credit and look again next tick. */
+            if (t->task_clock && t->deferrals < ONCPU_WAIT_MAX &&
+                runnable_off_our_cpu(s, t)) {
+                int64_t again = thread_cpu_ns(s, t);
+                if (again >= 0 && again == (int64_t)t->cpu_ns) {
+                    t->deferrals++;     /* sample_thread resets it */
+                    s->deferred++;
+                    continue;
+                }
+            }
             if (sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX) == 0)
                 t->credit -= (double)k;
         } else if (idle && t->last_n > 0) {
@@ -605,7 +718,9 @@ enum stop_reason sampler_run(struct sampler *s)
     stops = set;
     sigdelset(&stops, SIGCHLD);     /* left pending for session_reap */
 
-    double start = now_mono(), next = start;
+    double start = now_mono(), next = start, grid = start;
+    /* xorshift64 for the dither, seeded per run */
+    uint64_t rng = ((uint64_t)getpid() << 32) ^ (uint64_t)(start * 1e9) ^ 0x9E3779B97F4A7C15ull;
     double dur = s->o->duration;
     enum stop_reason why = STOP_TARGET_EXITED;
     gettimeofday(&s->start_tv, NULL);
@@ -650,9 +765,14 @@ enum stop_reason sampler_run(struct sampler *s)
         if (late >= s->o->interval) {
             uint64_t missed = (uint64_t)(late / s->o->interval);
             s->missed_ticks += missed;
-            next += (double)missed * s->o->interval;
+            grid += (double)missed * s->o->interval;
         }
-        next += s->o->interval;
+        grid += s->o->interval;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        /* uniform in [-interval/2, interval/2) */
+        next = grid + s->o->interval * ((double)(rng >> 11) * 0x1p-53 - 0.5);
         s->ticks++;
         if (s->sess->exec_seen) {
             s->sess->exec_seen = 0;

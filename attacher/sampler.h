@@ -37,6 +37,7 @@ struct sampler;
 typedef struct vm_decoder *(*sampler_find_vm)(struct sampler *s, void *arg);
 
 struct sampler {
+    int no_task_clock;          /* perf task clocks refused: read schedstat */
     const struct options *o;
     struct session *sess;
     struct remote_mem mem;

@@ -185,22 +185,36 @@ static int emit_frame(struct cpy *c, struct walk *w, const uint8_t *fr,
 }
 
 /* 3.11: one group per _PyCFrame, from cframe->current_frame down to the
- * frame with is_entry; the root cframe (inside the thread state) anchors
- * nothing and ends the walk. */
+ * frame with is_entry, and never into the frame the next (outer) cframe
+ * runs: an entry frame's previous is that frame, and a thread stopped in
+ * _PyEval_EvalFrameDefault between installing its cframe and setting
+ * is_entry (the stores are not ordered) shows an entry frame without the
+ * flag, which would lend the outer group's frames to this one too (seen:
+ * callback_sort's chain twice above sort_key). The root cframe (inside the
+ * thread state) anchors nothing and ends the walk. */
 static int walk_cframes(struct cpy *c, struct walk *w, uint64_t cf)
 {
     const struct cpython_layout *L = &c->L;
     uint64_t root = w->tstate + L->ts_root_cframe;
-    uint8_t cfb[64], fr[CPY_MAX_FRAME_READ];
+    uint8_t cfb[64], outer_b[64], fr[CPY_MAX_FRAME_READ];
+    int have = 0;                   /* cfb holds cf: read as the last outer */
 
     for (int groups = 0; cf != root && cf != 0; groups++) {
         if (groups >= MAX_GROUPS || w->n >= w->max)
             break;
-        if (!anchor_ok(w, cf) || fetch(c, cf, cfb, L->cf_read) < 0)
+        if (!anchor_ok(w, cf) || (!have && fetch(c, cf, cfb, L->cf_read) < 0))
             return groups == 0 ? WALK_STALE : WALK_FAIL;
         w->last_anchor = cf;
+        uint64_t outer = u64(cfb, L->cf_read, L->cf_previous);
+        uint64_t stop = 0;          /* the outer cframe's current frame */
+        have = 0;
+        if (outer != root && outer != 0 && anchor_ok(w, outer) &&
+            fetch(c, outer, outer_b, L->cf_read) == 0) {
+            have = 1;
+            stop = u64(outer_b, L->cf_read, L->cf_current_frame);
+        }
         uint64_t f = u64(cfb, L->cf_read, L->cf_current_frame);
-        while (f != 0) {
+        while (f != 0 && f != stop) {
             if (++w->steps > MAX_STEPS)
                 return w->n;
             if (!cpy_ptr_ok(f, 8) || fetch(c, f, fr, L->fr_read) < 0)
@@ -212,7 +226,9 @@ static int walk_cframes(struct cpy *c, struct walk *w, uint64_t cf)
                 break;
             f = u64(fr, L->fr_read, L->fr_previous);
         }
-        cf = u64(cfb, L->cf_read, L->cf_previous);
+        cf = outer;
+        if (have)
+            memcpy(cfb, outer_b, L->cf_read);
     }
     return w->n;
 }

@@ -454,6 +454,33 @@ static void test_version_zero_proves_by_contents(void **state)
     d->ops->destroy(d);
 }
 
+/* 3.11: a thread stopped in _PyEval_EvalFrameDefault just after it
+ * installed its cframe but before it set is_entry on its frame (C does
+ * not order those stores). Frame 0 ran from a C call made by frame 1's
+ * code: the new cframe runs frame 0, whose previous is frame 1, the frame
+ * the outer cframe runs. The inner group ends there whatever is_entry
+ * says: each frame once, each under its own anchor. */
+static void test_entry_flag_not_yet_set(void **state)
+{
+    (void)state;
+    static struct vm_frame out[MAX_VM_FRAMES];
+    const struct cpython_layout *L = &I.L;
+    uint64_t outer = A(P_STACK, 0xa00), ts = A(P_TSTATE, 0);
+    put64(outer + L->cf_current_frame, I.frame[1]);
+    put64(outer + L->cf_previous, ts + L->ts_root_cframe);
+    put64(I.cframe + L->cf_previous, outer);
+    struct vm_decoder *d = decoder(0);
+    for (int flag = 1; flag >= 0; flag--) {
+        I.base[(I.frame[0] - A(0, 0)) + L->fr_is_entry] = (uint8_t)flag;
+        assert_int_equal(capture(d, out, NULL), 2);
+        assert_int_equal(out[0].id, I.code[0]);
+        assert_int_equal(out[0].anchor, I.cframe);
+        assert_int_equal(out[1].id, I.code[1]);
+        assert_int_equal(out[1].anchor, outer);
+    }
+    d->ops->destroy(d);
+}
+
 static const uint32_t v311 = V311, v312 = V312;
 
 #define BOTH(f) \
@@ -470,6 +497,8 @@ int main(void)
         BOTH(test_changed_linetable_is_seen),
         BOTH(test_stack_copy_spares_the_stack),
         BOTH(test_unreadable_code_fails_the_capture),
+        cmocka_unit_test_prestate_setup_teardown(test_entry_flag_not_yet_set,
+                                                 setup, teardown, (void *)&v311),
         cmocka_unit_test_prestate_setup_teardown(test_version_proof_reads_no_strings,
                                                  setup, teardown, (void *)&v312),
         cmocka_unit_test_prestate_setup_teardown(test_version_zero_proves_by_contents,
