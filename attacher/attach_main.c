@@ -133,7 +133,8 @@ static void print_stats(const struct sampler *s)
             "stop_us_p50=%.0f stop_us_p99=%.0f stop_us_max=%.0f unwind_failures=%llu "
             "frames=%llu live_reads=%llu repeated=%llu threads_seen=%llu "
             "threads_vanished=%llu signals_passed=%llu vm_capture_failures=%llu "
-            "maps_reloads=%llu deferred=%llu stack_bytes_avg=%llu fp_steps=%llu\n",
+            "maps_reloads=%llu deferred=%llu stack_bytes_avg=%llu fp_steps=%llu "
+            "quiet_sweeps=%llu\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -145,7 +146,7 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)(s->dec ? s->dec->stat_capture_fail : 0),
             (unsigned long long)s->maps_reloads, (unsigned long long)s->deferred,
             (unsigned long long)(s->stops ? s->stack_bytes / s->stops : 0),
-            (unsigned long long)us->fp_steps);
+            (unsigned long long)us->fp_steps, (unsigned long long)s->sweeps);
 }
 
 struct find_ctx { int notice_given; int quiet; };

@@ -135,6 +135,9 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
     s->sess = sess;
     s->out_fd = out_fd;
     s->statm_fd = -1;
+    s->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    s->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->contended_tick = UINT64_MAX;
     snprintf(s->root, sizeof(s->root), "%s", root);
     if (o->mem) {
         char path[64];
@@ -230,7 +233,10 @@ static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
         uint64_t v;
         if (read(t->schedstat_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
             return -1;
-        return (int64_t)v;
+        /* A task clock counts from its opening: a thread that has not run
+         * since reads 0, which t->cpu_ns keeps for "never read" (and the
+         * thread would never be found idle). Only differences matter. */
+        return (int64_t)v + 1;
     }
     if (t->schedstat_fd < 0) {
         char path[96];
@@ -437,6 +443,12 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define QUIET_AFTER 16          /* idle checks in a row that make a thread quiet */
 #define IDLE_BACKOFF_MAX 16     /* ticks between two reads of a quiet thread, at least */
 #define SWEEP_INTERVALS 0.5     /* unexplained CPU, in intervals, that starts a sweep */
+/* The process clock sums each thread's CPU as the scheduler last booked
+ * it (at its tick, up to 1/HZ late for a thread on a CPU), while a task
+ * clock is exact: each thread that ran can make the process clock look up
+ * to one scheduler tick behind, then catch up, which alone must not start
+ * a sweep. 10 ms covers HZ=100. */
+#define TASK_CLOCK_LAG_NS 10000000
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
 #define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
 #define PROC_CLOCK_THREADS 64  /* the process clock is read every 1 + threads /
@@ -526,7 +538,7 @@ static size_t read_threads(struct sampler *s)
     } else {
         clock = -1;             /* between two reads of the clock: no sweep */
     }
-    int64_t explained = 0;
+    int64_t explained = 0, lag = 0;
     for (size_t i = 0; i < n; i++) {
         struct thread *t = ss->v[i];
         s->tick_delta[i] = NOT_READ;
@@ -536,10 +548,12 @@ static size_t read_threads(struct sampler *s)
         s->tick_delta[i] = d;
         if (d > 0)
             explained += d;
+        if (d >= STOP_CPU_NOISE_NS && t->task_clock)
+            lag += TASK_CLOCK_LAG_NS;
     }
     s->unexplained -= explained;
     if (clock < 0 ||
-        (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS)))
+        (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS) + lag))
         return n;
     /* A sweep: quiet threads not read lately. */
     for (size_t i = 0; i < n; i++) {
@@ -559,10 +573,12 @@ static size_t read_threads(struct sampler *s)
  * CPUs we may use (never fewer than one); with one CPU, or when that
  * fails, returns 0 and the test is not made. A thread that is blocked is
  * not waiting for a CPU either: 0, it is sampled as before. */
+static cpu_set_t allowed;          /* the CPUs we were started with */
+static int have_allowed = -1;      /* -1 not read, 0 one CPU (or unknown), 1 */
+static int moved;                  /* our affinity is narrower than allowed */
+
 static int runnable_off_our_cpu(struct sampler *s, struct thread *t)
 {
-    static cpu_set_t allowed;
-    static int have_allowed = -1;
     char path[96], buf[1024];
     if (have_allowed < 0)
         have_allowed = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
@@ -595,7 +611,36 @@ static int runnable_off_our_cpu(struct sampler *s, struct thread *t)
     CPU_CLR(cpu, &set);
     if (CPU_COUNT(&set) == 0 || sched_setaffinity(0, sizeof(set), &set) < 0)
         return 0;
+    moved = 1;
     return sched_getcpu() != cpu;
+}
+
+/* Is any CPU's run queue longer than one right now (procs_running in
+ * /proc/loadavg, this process included, against the CPUs online)? Only
+ * then can a thread due a sample be waiting for a CPU, and only then is
+ * the test below worth its cost (a /proc read, maybe a move to another
+ * CPU, a cross-CPU stop: ~40 us a sample). Read at most once a tick;
+ * unknown counts as contended. */
+static int cpu_contended(struct sampler *s)
+{
+    if (s->contended_tick == s->ticks)
+        return s->contended;
+    s->contended_tick = s->ticks;
+    s->contended = 1;
+    char buf[128];
+    ssize_t n = s->loadavg_fd >= 0 ? pread(s->loadavg_fd, buf, sizeof(buf) - 1, 0) : -1;
+    if (n > 0) {
+        buf[n] = '\0';
+        long running = 0;
+        if (sscanf(buf, "%*s %*s %*s %ld/", &running) == 1 && s->ncpu > 0)
+            s->contended = running > s->ncpu;
+    }
+    /* no longer contended: every allowed CPU is ours again (sharing the
+     * sampled thread's CPU makes its stop cheaper: it is preempted by our
+     * own wake-up, at an interrupt, not at a system call) */
+    if (!s->contended && moved && sched_setaffinity(0, sizeof(allowed), &allowed) == 0)
+        moved = 0;
+    return s->contended;
 }
 
 static void tick(struct sampler *s)
@@ -629,7 +674,7 @@ static void tick(struct sampler *s)
              * kernel preempts at the points where it notices an expired
              * slice (a thread reading its own CPU clock is one): not a fair
              * CPU-time sample. Keep the credit and look again next tick. */
-            if (t->task_clock && t->deferrals < ONCPU_WAIT_MAX &&
+            if (t->task_clock && t->deferrals < ONCPU_WAIT_MAX && cpu_contended(s) &&
                 runnable_off_our_cpu(s, t)) {
                 int64_t again = thread_cpu_ns(s, t);
                 if (again >= 0 && again == (int64_t)t->cpu_ns) {
@@ -844,4 +889,7 @@ void sampler_free(struct sampler *s)
     if (s->statm_fd >= 0)
         close(s->statm_fd);
     s->statm_fd = -1;
+    if (s->loadavg_fd >= 0)
+        close(s->loadavg_fd);
+    s->loadavg_fd = -1;
 }

@@ -62,6 +62,11 @@ struct sampler {
     /* --mem: /proc/PID/statm held open, read at most once a tick */
     int statm_fd;
     uint64_t rss_kb, rss_tick;  /* last value read, and its tick (0: none) */
+    /* is a run queue longer than one (cpu_contended), asked once a tick */
+    int loadavg_fd;             /* /proc/loadavg held open, -1 unavailable */
+    long ncpu;                  /* CPUs online */
+    uint64_t contended_tick;
+    int contended;
     /* Idle threads (sampler.c): the target's process CPU clock, its last
      * value, the CPU it used that the threads read since the last sweep
      * do not explain, and each thread's CPU delta read this tick. */
