@@ -165,7 +165,8 @@ def test_leader_pthread_exit_then_workers_finish(tmp_path, targets):
     assert "until it exited" in r.stderr
     assert t.wait(timeout=5) == 0
     stats, samples = read_vmprof(str(out))
-    assert len({tid for _n, tid in samples}) == 3, "the three workers"
+    tids = {tid for _n, tid in samples}
+    assert len(tids) == 3, ("the three workers", sorted(tids), len(samples), r.stderr)
 
 
 def test_zombie_leader_frames_are_named(tmp_path, targets):
