@@ -66,13 +66,20 @@ def test_shares_names_and_callback_order(tmp_path, targets):
     for k in got:
         assert abs(got[k] - printed[k]) <= 0.03, (k, got[k], printed[k])
 
-    # VM -> C -> VM, exactly: the bridge sits between cold and its callback
-    cb_chain = ["main", "round", "cold", "example_bridge"] + ["cold_cb"] * (depth + 1)
+    # VM -> C -> VM, exactly: the bridge sits between cold and its callback.
+    # The innermost cold_cb does all the work; a sample can still land in
+    # an outer one for the few instructions of its call (rare, but a
+    # correct sample): the chain is then shorter, never in another order.
+    bridge = ["main", "round", "cold", "example_bridge"]
     in_cb = [fr for fr, _ in pool if pyprof.contains(fr, "cold_cb")]
     assert len(in_cb) > 50, len(in_cb)
+    full = 0
     for fr in in_cb:
-        assert names(fr) == cb_chain, names(fr)
+        k = len(fr) - len(bridge)
+        assert 1 <= k <= depth + 1 and names(fr) == bridge + ["cold_cb"] * k, names(fr)
         assert fr[3][0] == "n" and fr[3][3].endswith("example_vm_ext.c"), fr[3]
+        full += k == depth + 1
+    assert full >= 0.9 * len(in_cb), (full, len(in_cb))
     native = [fr for fr, _ in pool if pyprof.contains(fr, "cold") and fr[-1][0] == "n"]
     for fr in native:
         assert names(fr)[:4] == ["main", "round", "cold", "example_bridge"], names(fr)
