@@ -1,10 +1,12 @@
 """Shared helpers for the integration tests: where the built programs are,
 starting targets, running vmprof-attach, and reading logs with vmprof's own
 reader (PyPI) so that compatibility is checked on every test."""
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -184,3 +186,44 @@ def http_get(url, timeout=5):
     """(status, body) of a GET."""
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read()
+
+
+WSGI_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wsgi")
+
+
+@contextlib.contextmanager
+def running_gunicorn(workers, env):
+    """gunicorn serving wsgi/app.py with `workers` sync workers on a free
+    port, started with env (the shim preloaded by the caller): yields
+    (url, master Popen) once it answers and all workers exist; SIGTERM at
+    the end (SIGKILL if it does not stop in 15 s)."""
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        pytest.fail("gunicorn is not installed in the test venv (tests/setup installs it)")
+    port = free_port()
+    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b",
+                               f"127.0.0.1:{port}", "--chdir", WSGI_DIR, "app:application"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 20
+    while True:
+        try:
+            with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
+                have = len(f.read().split())
+            if http_get(url, timeout=2)[0] == 200 and have == workers:
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, f"gunicorn did not start answering with {workers} workers"
+        assert master.poll() is None, master.stderr.read()
+        time.sleep(0.1)
+    try:
+        yield url, master
+    finally:
+        master.send_signal(signal.SIGTERM)
+        try:
+            master.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()

@@ -15,18 +15,16 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import (ATTACH, REPORT, SHIM, attach, free_port, func_name, http_get, read_vmprof,
-                      share, tracer_pid)
+from conftest import (ATTACH, REPORT, SHIM, attach, func_name, http_get, read_vmprof,
+                      running_gunicorn, share, tracer_pid)
 
 PY = "/usr/bin/python3.11"
 FAMILY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "family.py")
-APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wsgi")
 CHILD_FUNCS = {"child_alpha", "child_beta"}
 
 LOG_END = {}
@@ -332,8 +330,6 @@ def test_pid_with_existing_child_and_grandchild(tmp_path, targets):
 
 # ---- a pre-fork server ----------------------------------------------------------------
 
-
-
 def workers_of(master):
     with open(f"/proc/{master}/task/{master}/children") as f:
         return sorted(int(p) for p in f.read().split())
@@ -341,32 +337,8 @@ def workers_of(master):
 
 @pytest.fixture
 def gunicorn2():
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        pytest.fail("gunicorn is not installed in the test venv (tests/setup installs it)")
-    port = free_port()
-    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b",
-                               f"127.0.0.1:{port}", "--chdir", APP_DIR, "app:application"],
-                              env=shim_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 20
-    while True:
-        try:
-            if http_get(url, timeout=2)[0] == 200 and len(workers_of(master.pid)) == 2:
-                break
-        except OSError:
-            pass
-        assert time.time() < deadline, "gunicorn did not start answering with 2 workers"
-        assert master.poll() is None, master.stderr.read()
-        time.sleep(0.1)
-    yield url, master
-    master.send_signal(signal.SIGTERM)
-    try:
-        master.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        master.kill()
-        master.wait()
+    with running_gunicorn(2, shim_env()) as (url, master):
+        yield url, master
 
 
 def test_gunicorn_master_and_its_workers(gunicorn2, tmp_path):

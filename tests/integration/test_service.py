@@ -5,55 +5,22 @@ dominate the worker's profile and the service must answer normally after
 the profiler detached."""
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 
 from collections import Counter
 
-from conftest import SHIM, attach, free_port, func_name, http_get, read_vmprof, share
-
-APP_DIR = os.path.join(os.path.dirname(__file__), "wsgi")
-
-
+from conftest import SHIM, attach, func_name, http_get, read_vmprof, running_gunicorn, share
 
 
 @pytest.fixture
 def service():
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        pytest.fail("gunicorn is not installed in the test venv (tests/setup installs it)")
-    port = free_port()
-    env = dict(os.environ, LD_PRELOAD=SHIM)
-    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b",
-                               f"127.0.0.1:{port}", "--chdir", APP_DIR, "app:application"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 20
-    while True:
-        try:
-            if http_get(url, timeout=2)[0] == 200:
-                break
-        except OSError:
-            pass
-        assert time.time() < deadline, "gunicorn did not start answering"
-        assert master.poll() is None, master.stderr.read()
-        time.sleep(0.1)
-    with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
-        workers = [int(p) for p in f.read().split()]
-    assert len(workers) == 1
-    yield url, master, workers[0]
-    master.send_signal(signal.SIGTERM)
-    try:
-        master.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        master.kill()
-        master.wait()
+    with running_gunicorn(1, dict(os.environ, LD_PRELOAD=SHIM)) as (url, master):
+        with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
+            workers = [int(p) for p in f.read().split()]
+        assert len(workers) == 1
+        yield url, master, workers[0]
 
 
 def test_profile_a_gunicorn_worker_under_load(service, tmp_path):
