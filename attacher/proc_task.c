@@ -54,10 +54,12 @@ pid_t proc_thread_tracer(pid_t pid, pid_t tid)
 
 /* State letter of a thread ('?' when gone) and its flags word, from
  * /proc/PID/task/TID/stat. */
-char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
+/* State letter of a thread ('?' when gone) and field `want` (1-based, as
+ * in proc(5); 0: none) of /proc/PID/task/TID/stat into *val (0 when absent). */
+static char stat_field(pid_t pid, pid_t tid, int want, unsigned long *val)
 {
     char path[96], buf[1024];
-    *flags = 0;
+    *val = 0;
     snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -69,11 +71,24 @@ char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
     if (!p || p[1] != ' ' || !p[2])
         return '?';
     char state = p[2];
-    /* after ")": " state ppid pgrp session tty_nr tpgid flags" */
-    for (int field = 0; field < 7 && p; field++)
+    /* ")" ends field 2; each blank after it starts the next */
+    for (int field = 2; field < want && p; field++)
         p = strchr(p + 1, ' ');
-    if (p && p[1] >= '0' && p[1] <= '9')
-        *flags = strtoul(p + 1, NULL, 10);
+    if (want > 2 && p && p[1] >= '0' && p[1] <= '9')
+        *val = strtoul(p + 1, NULL, 10);
+    return state;
+}
+
+char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags)
+{
+    return stat_field(pid, tid, 9, flags);
+}
+
+char proc_thread_cpu(pid_t pid, pid_t tid, int *cpu)
+{
+    unsigned long v;
+    char state = stat_field(pid, tid, 39, &v);
+    *cpu = (int)v;
     return state;
 }
 

@@ -18,6 +18,8 @@ pid_t proc_thread_tracer(pid_t pid, pid_t tid);
 /* State letter of a thread ('?' when gone) and its flags word. */
 char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags);
 char proc_thread_state(pid_t pid, pid_t tid);
+/* State letter and the CPU the thread last ran on (field 39 of stat). */
+char proc_thread_cpu(pid_t pid, pid_t tid, int *cpu);
 /* Exited: a zombie, dead, or gone. */
 int proc_thread_ended(pid_t pid, pid_t tid);
 

@@ -23,13 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void tracer_description(pid_t tracer, char *buf, size_t cap)
 {
     char name[64] = "?";
@@ -170,13 +163,13 @@ static int check_target(pid_t pid, char *err, size_t errlen)
  * seized; otherwise seize_all reports why not. */
 static void handoff_seize(struct session *s)
 {
-    uint64_t deadline = mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
+    uint64_t deadline = session_mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
     for (;;) {
         if (ptrace(PTRACE_SEIZE, s->pid, 0, (void *)session_seize_opts(s)) == 0) {
             session_thread_add(s, s->pid);
             return;
         }
-        if (errno != EPERM || mono_ns() >= deadline)
+        if (errno != EPERM || session_mono_ns() >= deadline)
             return;
         sched_yield();
     }

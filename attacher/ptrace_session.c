@@ -74,7 +74,7 @@
 #define RETRY_INTERRUPT_NS 1000000000ull   /* re-ask a thread that did not stop */
 #define DETACH_POLL_NS 50000000ull         /* look for zombies this often */
 
-static uint64_t mono_ns(void)
+uint64_t session_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -250,7 +250,7 @@ static pid_t wait_any(int *status, uint64_t deadline)
             return -1;
         if (r < 0)
             continue;
-        uint64_t now = mono_ns();
+        uint64_t now = session_mono_ns();
         if (now >= deadline)
             return 0;
         uint64_t left = deadline - now;
@@ -513,7 +513,7 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     if (!w->walk_after)
-        w->walk_after = mono_ns() + STALE_WALK_NS;
+        w->walk_after = session_mono_ns() + STALE_WALK_NS;
     for (;;) {
         pid_t r = waitpid(tid, status, __WALL | WNOHANG);
         if (r > 0)
@@ -529,7 +529,7 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
             if (unwaitable)
                 return -2;
         }
-        uint64_t now = mono_ns();
+        uint64_t now = session_mono_ns();
         if (now >= deadline)
             return 0;
         uint64_t until = deadline;
@@ -558,7 +558,7 @@ int session_stop_thread(struct session *s, struct thread *t)
 {
     if (t->state != THREAD_RUNNING)
         return 1;
-    uint64_t now = mono_ns();
+    uint64_t now = session_mono_ns();
     if (t->interrupt_pending && now - t->interrupt_ns < RETRY_INTERRUPT_NS)
         return 1;
     if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
@@ -692,9 +692,9 @@ void session_detach(struct session *s)
             thread_gone(s, t);
         }
     }
-    uint64_t deadline = mono_ns() + SESSION_DETACH_MS * 1000000ull;
+    uint64_t deadline = session_mono_ns() + SESSION_DETACH_MS * 1000000ull;
     while (session_live_count(s) > 0) {
-        uint64_t now = mono_ns();
+        uint64_t now = session_mono_ns();
         uint64_t until = now + DETACH_POLL_NS < deadline ? now + DETACH_POLL_NS : deadline;
         int status;
         pid_t r = wait_any(&status, until);
@@ -702,7 +702,7 @@ void session_detach(struct session *s)
             break;              /* nothing traced any more */
         } else if (r > 0) {
             detach_status(s, r, status);
-        } else if (mono_ns() >= deadline || only_zombies_left(s)) {
+        } else if (session_mono_ns() >= deadline || only_zombies_left(s)) {
             for (size_t i = 0; i < s->n; i++)
                 if (s->v[i]->state != THREAD_GONE)
                     s->detach_stragglers++;

@@ -39,6 +39,7 @@
 #include <sys/syscall.h>
 
 #include "merge.h"
+#include "proc_task.h"
 #include "vm_select.h"
 
 #ifndef VMPROF_ATTACH_VERSION
@@ -579,30 +580,12 @@ static int moved;                  /* our affinity is narrower than allowed */
 
 static int runnable_off_our_cpu(struct sampler *s, struct thread *t)
 {
-    char path[96], buf[1024];
     if (have_allowed < 0)
         have_allowed = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
                        CPU_COUNT(&allowed) > 1;
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)s->sess->pid, (int)t->tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    int cpu;
+    if (proc_thread_cpu(s->sess->pid, t->tid, &cpu) != 'R')
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');     /* the name may hold spaces */
-    if (!p || p[1] != ' ' || p[2] != 'R')
-        return 0;
-    int field = 2;                          /* ")" ends field 2 */
-    while (p && *p && field < 39) {
-        if (*p++ == ' ')
-            field++;
-    }
-    if (!p || field < 39)
-        return 0;
-    int cpu = atoi(p);
     if (cpu != sched_getcpu())
         return 1;
     if (!have_allowed || cpu < 0 || cpu >= CPU_SETSIZE)
