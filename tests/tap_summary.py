@@ -30,6 +30,8 @@ def count(path):
                         s += 1      # an expected failure (xfail): a known bug, not a new one
                     else:
                         fl += 1
+                        # named here, next to the total: a CI log's tail shows it
+                        print(f"summary: FAILED {t.get('name')}: {l.strip()}", file=sys.stderr)
                 elif OK.match(l):
                     if SKIP.search(l):
                         s += 1
