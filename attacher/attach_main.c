@@ -134,11 +134,13 @@ static void print_stats(const struct sampler *s)
             "frames=%llu live_reads=%llu repeated=%llu threads_seen=%llu "
             "threads_vanished=%llu signals_passed=%llu vm_capture_failures=%llu "
             "maps_reloads=%llu deferred=%llu stack_bytes_avg=%llu fp_steps=%llu "
-            "quiet_sweeps=%llu\n",
+            "quiet_sweeps=%llu wait_us_p50=%.0f wait_us_p99=%.0f copy_us_p50=%.0f "
+            "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
+            "resume_us_p99=%.0f\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
-            (double)s->stop_max_ns / 1000.0, (unsigned long long)us->failures,
+            (double)s->stop_all.max_ns / 1000.0, (unsigned long long)us->failures,
             (unsigned long long)us->frames, (unsigned long long)us->live_reads,
             (unsigned long long)s->repeated, (unsigned long long)s->sess->threads_seen,
             (unsigned long long)s->sess->threads_vanished,
@@ -146,7 +148,11 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)(s->dec ? s->dec->stat_capture_fail : 0),
             (unsigned long long)s->maps_reloads, (unsigned long long)s->deferred,
             (unsigned long long)(s->stops ? s->stack_bytes / s->stops : 0),
-            (unsigned long long)us->fp_steps, (unsigned long long)s->sweeps);
+            (unsigned long long)us->fp_steps, (unsigned long long)s->sweeps,
+            latency_pct(&s->stop_wait, 0.5), latency_pct(&s->stop_wait, 0.99),
+            latency_pct(&s->stop_copy, 0.5), latency_pct(&s->stop_copy, 0.99),
+            latency_pct(&s->stop_vm, 0.5), latency_pct(&s->stop_vm, 0.99),
+            latency_pct(&s->stop_resume, 0.5), latency_pct(&s->stop_resume, 0.99));
 }
 
 struct find_ctx { int notice_given; int quiet; };

@@ -287,10 +287,7 @@ static int is_interp(void *arg, uint64_t ip)
 
 static void record_stop(struct sampler *s, uint64_t ns)
 {
-    uint64_t us = ns / 1000;
-    s->stop_hist[us < STOP_HIST_US ? us : STOP_HIST_US]++;
-    if (ns > s->stop_max_ns)
-        s->stop_max_ns = ns;
+    latency_add(&s->stop_all, ns);
     s->stops++;
 }
 
@@ -391,10 +388,17 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     s->mem.pid = t->tid;
     if (!t->stack_need)
         t->stack_need = STACK_NEED_START;
+    uint64_t t1 = now_ns();
     int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s,
                            t->stack_need, s->dec) == 0;
+    uint64_t t2 = now_ns();
     session_resume_thread(s->sess, t);
-    record_stop(s, now_ns() - t0);
+    uint64_t t3 = now_ns();
+    record_stop(s, t3 - t0);
+    latency_add(&s->stop_wait, t1 - t0);
+    latency_add(&s->stop_copy, s->snap.copy_ns);
+    latency_add(&s->stop_vm, s->snap.vm_ns);
+    latency_add(&s->stop_resume, t3 - t2);
     if (!ok)
         return 0;
     if (s->maps_stale)
@@ -852,18 +856,7 @@ enum stop_reason sampler_run(struct sampler *s)
 
 double sampler_stop_percentile(const struct sampler *s, double q)
 {
-    if (!s->stops)
-        return 0;
-    uint64_t want = (uint64_t)(q * (double)s->stops);
-    if (want >= s->stops)
-        want = s->stops - 1;
-    uint64_t seen = 0;
-    for (int i = 0; i <= STOP_HIST_US; i++) {
-        seen += s->stop_hist[i];
-        if (seen > want)
-            return i;
-    }
-    return STOP_HIST_US;
+    return latency_pct(&s->stop_all, q);
 }
 
 void sampler_free(struct sampler *s)

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "frames.h"
+#include "latency.h"
 #include "options.h"
 #include "profile.h"
 #include "ptrace_session.h"
@@ -25,8 +26,6 @@
 #include "symbols.h"
 #include "unwind.h"
 #include "vm_decoder.h"
-
-#define STOP_HIST_US 20000      /* stop times histogram, 1 us buckets */
 
 enum stop_reason { STOP_TARGET_EXITED, STOP_DURATION, STOP_SIGNAL, STOP_ERROR };
 
@@ -86,8 +85,9 @@ struct sampler {
     uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
-    uint32_t stop_hist[STOP_HIST_US + 1];
-    uint64_t stop_max_ns;
+    /* stop times: the whole stop, and its phases: until the thread is
+     * stopped, the copy of registers and stack, the VM frames, the resume */
+    struct latency stop_all, stop_wait, stop_copy, stop_vm, stop_resume;
     double elapsed;
     struct timeval start_tv, end_tv; /* wall clock when sampling started, ended */
     char err[512];

@@ -13,6 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <time.h>
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 int snapshot_init(struct snapshot *sn, size_t stack_cap)
 {
@@ -37,6 +45,8 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
     sn->tid = tid;
     sn->stack_len = 0;
     sn->n_vm = 0;
+    sn->copy_ns = sn->vm_ns = 0;
+    uint64_t t0 = mono_ns();
     if (ptrace(PTRACE_GETREGS, tid, 0, &sn->regs) < 0)
         return -1;
 
@@ -54,6 +64,8 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
             sn->stack_len = (size_t)n;
     }
 
+    uint64_t t1 = mono_ns();
+    sn->copy_ns = t1 - t0;
     if (dec) {
         /* The decoder may read what it needs of the C stack from the copy
          * (CPython's C-stack frames), not from the target. */
@@ -62,6 +74,7 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
         sn->n_vm = dec->ops->capture(dec, vm_tid, &sn->regs, sn->vm, MAX_VM_FRAMES);
         if (dec->ops->stack_copy)
             dec->ops->stack_copy(dec, 0, NULL, 0);
+        sn->vm_ns = mono_ns() - t1;
     }
     return 0;
 }

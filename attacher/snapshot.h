@@ -29,6 +29,8 @@ struct snapshot {
     size_t stack_cap;
     struct vm_frame vm[MAX_VM_FRAMES];
     int n_vm;                   /* -1: VM state unreadable, 0: none */
+    uint64_t copy_ns, vm_ns;    /* time taken by the registers and stack,
+                                   and by the VM frames */
 };
 
 int snapshot_init(struct snapshot *sn, size_t stack_cap);

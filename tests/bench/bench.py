@@ -370,9 +370,13 @@ def section2(c):
     fp50, fp99 = stat_median(f, "floor_us_p50"), stat_median(f, "floor_us_p99")
     fnote = "" if fp50 is None else f"bare ptrace cycle here: {fp50:.0f} us"
     fail = failures(d)
+    # where a stop's time goes: the phases' medians (of each run's p50)
+    ph = [(k, stat_median(d, f"{k}_us_p50")) for k in ("wait", "copy", "vm", "resume")]
+    pnote = "" if any(v is None for _, v in ph) else \
+        "phases p50 " + ", ".join(f"{k} {v:.0f}" for k, v in ph) + " us"
     c.row(2, "stop time p50", f"30-deep Python/C stack, 250 Hz, {secs} s",
           "n/a" if p50 is None else f"{p50:.0f} us", n,
-          "; ".join(x for x in (fnote, f"median stops/run {stops or 0:.0f}") if x) + fail,
+          "; ".join(x for x in (fnote, pnote, f"median stops/run {stops or 0:.0f}") if x) + fail,
           "<= 40 us", verdict(None if p50 is None else p50 <= 40))
     c.row(2, "stop time p99", f"30-deep Python/C stack, 250 Hz, {secs} s",
           "n/a" if p99 is None else f"{p99:.0f} us", n,

@@ -34,6 +34,19 @@ def wait_released(pid, timeout=3.0):
         time.sleep(0.01)
 
 
+def leader_zombie(pid, timeout=5.0):
+    """Waits until the leader has called pthread_exit (its state is Z
+    while its threads run on): the target prints its ready line just
+    before, and a leader sampled alive would be one more thread."""
+    end = time.time() + timeout
+    while time.time() < end:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        time.sleep(0.002)
+    raise AssertionError(f"leader {pid} did not exit within {timeout} s")
+
+
 def tracer_pid_or_gone(pid):
     try:
         return tracer_pid(pid)
@@ -158,6 +171,7 @@ def test_leader_pthread_exit_then_workers_finish(tmp_path, targets):
     # The leader is a zombie for the whole run: it cannot be stopped, and
     # its exit is reported only after the workers'.
     t = targets(faults("mainexit", 1.2, 3))
+    leader_zombie(t.pid)
     out = tmp_path / "mainexit.prof"
     r = attach(["-p", str(t.pid), "-o", str(out), "-i", "0.001", "--mode", "wall",
                 "--stats"], timeout=30)
@@ -172,6 +186,7 @@ def test_leader_pthread_exit_then_workers_finish(tmp_path, targets):
 def test_zombie_leader_frames_are_named(tmp_path, targets):
     # Memory and maps are read through the sampled thread (sampler.c).
     t = targets(faults("mainexit", 1.0, 2))
+    leader_zombie(t.pid)
     out = tmp_path / "zname.prof"
     r = attach(["-p", str(t.pid), "-o", str(out), "-i", "0.001"], timeout=30)
     assert r.returncode == 0, r.stderr
@@ -182,6 +197,7 @@ def test_zombie_leader_frames_are_named(tmp_path, targets):
 
 def test_detach_while_leader_is_a_zombie(tmp_path, targets):
     t = targets(faults("mainexit", 3, 2))
+    leader_zombie(t.pid)
     out = tmp_path / "zdetach.prof"
     start = time.time()
     r = attach(["-p", str(t.pid), "-o", str(out), "-d", "0.5", "-i", "0.001"], timeout=30)
