@@ -35,7 +35,10 @@
  * (session_stop_thread), and a walk with waitpid(-1) is made only when a
  * SIGCHLD says some status is waiting: one pending, or one taken by a
  * sleep and not yet followed by a walk (chld_unreaped; SIGCHLD does not
- * queue, so one taken may stand for several statuses). A status becomes
+ * queue, so one taken may stand for several statuses). The SIGCHLD of
+ * the stop being waited for names its sender (siginfo): it costs a walk
+ * only every SESSION_MAYBE_WALK_NS (another status merged into it is
+ * rare, and found then). A status becomes
  * waitable before its SIGCHLD is sent, so "no SIGCHLD pending, none taken
  * unreaped" means no status is waiting. Statuses of other threads that
  * come while one is being stopped are passed on at the sampler's next
@@ -417,16 +420,30 @@ static void resume_stray(struct session *s, pid_t tid)
     ptrace(PTRACE_CONT, tid, 0, 0);
 }
 
-/* Takes a pending SIGCHLD without waiting; 1 when there was one. */
-static int take_sigchld(struct session *s)
+/* A SIGCHLD was taken with siginfo si; tid's status (the thread being
+ * stopped) has been collected. Sent by tid: it explains itself but may
+ * hide one merged after it (chld_maybe); by anyone else: a status waits
+ * (chld_unreaped). */
+static void took_sigchld(struct session *s, const siginfo_t *si, pid_t tid)
+{
+    if (tid > 0 && si->si_pid == tid)
+        s->chld_maybe = 1;
+    else
+        s->chld_unreaped = 1;
+}
+
+/* Takes a pending SIGCHLD without waiting (see took_sigchld; tid 0: the
+ * signal explains nothing). 1 when there was one. */
+static int take_sigchld(struct session *s, pid_t tid)
 {
     static const struct timespec zero = { 0, 0 };
     sigset_t chld;
+    siginfo_t si;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    if (sigtimedwait(&chld, NULL, &zero) != SIGCHLD)
+    if (sigtimedwait(&chld, &si, &zero) != SIGCHLD)
         return 0;
-    s->chld_unreaped = 1;
+    took_sigchld(s, &si, tid);
     return 1;
 }
 
@@ -441,8 +458,10 @@ static pid_t walk_next(struct session *s, int *status)
             return r;
         if (r < 0 && errno == EINTR)
             continue;
-        if (r == 0)
-            s->chld_unreaped = 0;
+        if (r == 0) {
+            s->chld_unreaped = s->chld_maybe = 0;
+            s->last_walk_ns = session_mono_ns();
+        }
         return r < 0 ? -1 : 0;
     }
 }
@@ -454,8 +473,9 @@ void session_reap(struct session *s)
      * blindly. Every status that becomes waitable queues a SIGCHLD before
      * the status can be seen, so no SIGCHLD pending and none taken
      * unreaped means no status waiting. */
-    take_sigchld(s);
-    if (!s->chld_unreaped)
+    take_sigchld(s, 0);
+    if (!s->chld_unreaped &&
+        (!s->chld_maybe || session_mono_ns() - s->last_walk_ns < SESSION_MAYBE_WALK_NS))
         return;
     for (;;) {
         int status;
@@ -521,8 +541,10 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
         w->walk_after = session_mono_ns() + STALE_WALK_NS;
     for (;;) {
         pid_t r = waitpid(tid, status, __WALL | WNOHANG);
-        if (r > 0)
+        if (r > 0) {
+            s->chld_owed = tid;         /* its SIGCHLD: taken at resume */
             return r;
+        }
         if (r < 0 && errno == EINTR)
             continue;
         int unwaitable = r < 0;         /* ECHILD: not (any more) ours */
@@ -538,7 +560,7 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
         if (now >= deadline)
             return 0;
         uint64_t until = deadline;
-        if (s->chld_unreaped) {
+        if (s->chld_unreaped || s->chld_maybe) {
             if (now >= w->walk_after) {
                 w->walk = 1;
                 continue;
@@ -548,12 +570,15 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
         }
         uint64_t left = until - now;
         struct timespec ts = { (time_t)(left / 1000000000ull), (long)(left % 1000000000ull) };
-        if (sigtimedwait(&chld, NULL, &ts) == SIGCHLD) {
-            s->chld_unreaped = 1;
+        siginfo_t si;
+        if (sigtimedwait(&chld, &si, &ts) == SIGCHLD) {
             /* tid first; if it has nothing, the signal was another's */
             r = waitpid(tid, status, __WALL | WNOHANG);
-            if (r > 0)
+            if (r > 0) {
+                took_sigchld(s, &si, tid);
                 return r;
+            }
+            s->chld_unreaped = 1;
             w->walk = 1;
         }
     }
@@ -629,17 +654,20 @@ int session_resume_thread(struct session *s, struct thread *t)
 {
     int sig = t->resume_sig;
     t->resume_sig = 0;
+    /* The SIGCHLD of t's stop, if the wait collected the status without
+     * taking it: taken now, before t runs (a SIGCHLD of t's next stop
+     * would merge into it), so that the next stop's sleep does not wake
+     * for it and it costs no walk (took_sigchld). Statuses of other
+     * threads that came meanwhile are passed on by the caller's next
+     * session_reap, not here: a walk per sample would cost a look at
+     * every tracee per sample. */
+    if (s->chld_owed == t->tid)
+        take_sigchld(s, t->tid);
+    s->chld_owed = 0;
     if (ptrace(PTRACE_CONT, t->tid, 0, (void *)(uintptr_t)sig) < 0) {
         thread_gone(s, t);
         return -1;
     }
-    /* The SIGCHLD of t's stop, if the wait did not take it: taken now
-     * (after the stop, not during it), so that the next stop's sleep does
-     * not wake for it. Statuses of other threads that came meanwhile
-     * (their SIGCHLD pending, or taken: chld_unreaped) are passed on by the
-     * caller's next session_reap, not here: a walk per sample would cost a
-     * look at every tracee per sample. */
-    take_sigchld(s);
     return 0;
 }
 
