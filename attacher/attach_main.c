@@ -28,6 +28,7 @@
 #include "ptrace_session.h"
 #include "sampler.h"
 #include "symbols.h"
+#include "vm_cpython.h"
 #include "vm_select.h"
 
 #ifndef VMPROF_ATTACH_VERSION
@@ -128,6 +129,8 @@ static void print_top(const char *path, unsigned n)
 static void print_stats(const struct sampler *s)
 {
     const struct unwind_stats *us = unwinder_stats(s->uw);
+    struct vm_cpython_stats cs;     /* zero for another VM */
+    vm_cpython_get_stats(s->dec, &cs);
     fprintf(stderr,
             "vmprof-attach: stats: ticks=%llu samples=%llu missed_ticks=%llu stops=%llu "
             "stop_us_p50=%.0f stop_us_p99=%.0f stop_us_max=%.0f unwind_failures=%llu "
@@ -136,7 +139,7 @@ static void print_stats(const struct sampler *s)
             "maps_reloads=%llu deferred=%llu stack_bytes_avg=%llu fp_steps=%llu "
             "quiet_sweeps=%llu wait_us_p50=%.0f wait_us_p99=%.0f copy_us_p50=%.0f "
             "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
-            "resume_us_p99=%.0f\n",
+            "resume_us_p99=%.0f vm_reads_avg=%.2f vm_pages_avg=%.1f\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -152,7 +155,9 @@ static void print_stats(const struct sampler *s)
             latency_pct(&s->stop_wait, 0.5), latency_pct(&s->stop_wait, 0.99),
             latency_pct(&s->stop_copy, 0.5), latency_pct(&s->stop_copy, 0.99),
             latency_pct(&s->stop_vm, 0.5), latency_pct(&s->stop_vm, 0.99),
-            latency_pct(&s->stop_resume, 0.5), latency_pct(&s->stop_resume, 0.99));
+            latency_pct(&s->stop_resume, 0.5), latency_pct(&s->stop_resume, 0.99),
+            cs.captures ? (double)cs.reads / (double)cs.captures : 0.0,
+            cs.captures ? (double)cs.pages / (double)cs.captures : 0.0);
 }
 
 struct find_ctx { int notice_given; int quiet; };

@@ -628,7 +628,18 @@ static int cpu_contended(struct sampler *s)
     if (n > 0) {
         buf[n] = '\0';
         long running = 0;
-        if (sscanf(buf, "%*s %*s %*s %ld/", &running) == 1 && s->ncpu > 0)
+        /* "0.52 0.61 0.70 3/412 1234": the fourth field's numerator
+         * (parsed by hand: sscanf cost 1.6% of the attacher's time) */
+        const char *p = buf;
+        for (int field = 0; field < 3 && p; field++) {
+            p = strchr(p, ' ');
+            if (p)
+                p++;
+        }
+        char *end = NULL;
+        if (p)
+            running = strtol(p, &end, 10);
+        if (p && end != p && *end == '/' && s->ncpu > 0)
             s->contended = running > s->ncpu;
     }
     /* no longer contended: every allowed CPU is ours again (sharing the
