@@ -37,8 +37,8 @@
  * sleep and not yet followed by a walk (chld_unreaped; SIGCHLD does not
  * queue, so one taken may stand for several statuses). The SIGCHLD of
  * the stop being waited for names its sender (siginfo): it costs a walk
- * only every SESSION_MAYBE_WALK_NS (another status merged into it is
- * rare, and found then). A status becomes
+ * only every maybe_walk_ns() (another status merged into it is rare, and
+ * found then). A status becomes
  * waitable before its SIGCHLD is sent, so "no SIGCHLD pending, none taken
  * unreaped" means no status is waiting. Statuses of other threads that
  * come while one is being stopped are passed on at the sampler's next
@@ -466,6 +466,21 @@ static pid_t walk_next(struct session *s, int *status)
     }
 }
 
+/* How long a status that merged into the stopped thread's own SIGCHLD
+ * may wait for a walk. A walk looks at every tracee (~0.2 us each): every
+ * 20 ms at most, and with many threads no more often than keeps walks
+ * under ~0.25% of a core (1000 threads: every 76 ms), never past 100 ms. */
+#define MAYBE_WALK_MIN_NS 20000000ull
+#define MAYBE_WALK_MAX_NS 100000000ull
+#define MAYBE_WALK_PER_THREAD_NS 76000ull
+
+static uint64_t maybe_walk_ns(const struct session *s)
+{
+    uint64_t ns = (uint64_t)s->n * MAYBE_WALK_PER_THREAD_NS;
+    return ns < MAYBE_WALK_MIN_NS ? MAYBE_WALK_MIN_NS :
+           ns > MAYBE_WALK_MAX_NS ? MAYBE_WALK_MAX_NS : ns;
+}
+
 void session_reap(struct session *s)
 {
     /* A walk costs a look at every tracee (the kernel's list of them):
@@ -475,7 +490,7 @@ void session_reap(struct session *s)
      * unreaped means no status waiting. */
     take_sigchld(s, 0);
     if (!s->chld_unreaped &&
-        (!s->chld_maybe || session_mono_ns() - s->last_walk_ns < SESSION_MAYBE_WALK_NS))
+        (!s->chld_maybe || session_mono_ns() - s->last_walk_ns < maybe_walk_ns(s)))
         return;
     for (;;) {
         int status;

@@ -87,15 +87,15 @@ struct session {
      * (its siginfo's pid), and its stop's status was collected: it
      * explains itself, unless another thread's SIGCHLD merged into it
      * after it (the window between that thread's stop and our taking the
-     * signal, tens of microseconds). Such a status is found by a walk at
-     * most SESSION_MAYBE_WALK_NS later, not a walk per sample. */
+     * signal, tens of microseconds). Such a status is found by a walk
+     * 20 ms later at most (100 ms with a thousand threads and more: see
+     * maybe_walk_ns), not a walk per sample. */
     int chld_maybe;
     pid_t chld_owed;            /* its status was collected before its SIGCHLD
                                    was taken: take it at resume */
     uint64_t last_walk_ns;      /* when a walk last found no status */
 };
 
-#define SESSION_MAYBE_WALK_NS 20000000ull
 
 /* Flags of session_attach/spawn. */
 #define SESSION_FOLLOW_CHILDREN 1u  /* also trace fork/vfork (PTRACE_O_TRACEFORK|VFORK),
