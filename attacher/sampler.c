@@ -139,6 +139,7 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
     s->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
     s->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->contended_tick = UINT64_MAX;
+    s->have_allowed = -1;
     snprintf(s->root, sizeof(s->root), "%s", root);
     if (o->mem) {
         char path[64];
@@ -587,27 +588,23 @@ static size_t read_threads(struct sampler *s)
  * CPUs we may use (never fewer than one); with one CPU, or when that
  * fails, returns 0 and the test is not made. A thread that is blocked is
  * not waiting for a CPU either: 0, it is sampled as before. */
-static cpu_set_t allowed;          /* the CPUs we were started with */
-static int have_allowed = -1;      /* -1 not read, 0 one CPU (or unknown), 1 */
-static int moved;                  /* our affinity is narrower than allowed */
-
 static int runnable_off_our_cpu(struct sampler *s, struct thread *t)
 {
-    if (have_allowed < 0)
-        have_allowed = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
-                       CPU_COUNT(&allowed) > 1;
+    if (s->have_allowed < 0)
+        s->have_allowed = sched_getaffinity(0, sizeof(s->allowed), &s->allowed) == 0 &&
+                          CPU_COUNT(&s->allowed) > 1;
     int cpu;
     if (proc_thread_cpu(s->sess->pid, t->tid, &cpu) != 'R')
         return 0;
     if (cpu != sched_getcpu())
         return 1;
-    if (!have_allowed || cpu < 0 || cpu >= CPU_SETSIZE)
+    if (!s->have_allowed || cpu < 0 || cpu >= CPU_SETSIZE)
         return 0;
-    cpu_set_t set = allowed;
+    cpu_set_t set = s->allowed;
     CPU_CLR(cpu, &set);
     if (CPU_COUNT(&set) == 0 || sched_setaffinity(0, sizeof(set), &set) < 0)
         return 0;
-    moved = 1;
+    s->moved = 1;
     return sched_getcpu() != cpu;
 }
 
@@ -645,8 +642,8 @@ static int cpu_contended(struct sampler *s)
     /* no longer contended: every allowed CPU is ours again (sharing the
      * sampled thread's CPU makes its stop cheaper: it is preempted by our
      * own wake-up, at an interrupt, not at a system call) */
-    if (!s->contended && moved && sched_setaffinity(0, sizeof(allowed), &allowed) == 0)
-        moved = 0;
+    if (!s->contended && s->moved && sched_setaffinity(0, sizeof(s->allowed), &s->allowed) == 0)
+        s->moved = 0;
     return s->contended;
 }
 

@@ -11,6 +11,7 @@
 #ifndef VMPROF_SAMPLER_H
 #define VMPROF_SAMPLER_H
 
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/time.h>
@@ -66,6 +67,10 @@ struct sampler {
     long ncpu;                  /* CPUs online */
     uint64_t contended_tick;
     int contended;
+    /* the on-CPU test moves us off a sampled thread's CPU (sampler.c) */
+    cpu_set_t allowed;          /* the CPUs we were started with */
+    int have_allowed;           /* -1 not read, 0 one CPU (or unknown), 1 */
+    int moved;                  /* our affinity is narrower than allowed */
     /* Idle threads (sampler.c): the target's process CPU clock, its last
      * value, the CPU it used that the threads read since the last sweep
      * do not explain, and each thread's CPU delta read this tick. */
