@@ -4,7 +4,7 @@
  *
  *   cpython_probe PID RUNTIME_ADDR VERSION_HEX [--lines] [--count N]
  *                 [--interval-ms MS] [--ids] [--stats] [--bench]
- *                 [--stack-copy KB]
+ *                 [--stack-copy KB] [--tolerate-fails]
  *
  * Output, one line per frame, innermost first, fields separated by tabs
  * (names never hold a tab: vmprof_escape_name turns control characters
@@ -24,7 +24,9 @@
  * up to KB KiB of the stack from SP during each stop, before the capture
  * and outside its time, and lends the copy to the decoder, as the
  * attacher's snapshot does.
- * Exit 0 when every capture that ran succeeded, 1 otherwise, 2 on usage.
+ * Exit 0 when every capture that ran succeeded (with --tolerate-fails: a
+ * failed capture, "#end TID -1", is left for the caller to count), 1
+ * otherwise, 2 on usage.
  *
  * Threads are attached with PTRACE_SEIZE and stopped with PTRACE_INTERRUPT
  * one at a time; a signal that arrives meanwhile is passed on. Threads
@@ -139,7 +141,7 @@ static double now_us(void)
 struct opts {
     pid_t pid;
     struct cpython_target t;
-    int lines, count, interval_ms, ids, stats, bench, stack_kb;
+    int lines, count, interval_ms, ids, stats, bench, stack_kb, tolerate_fails;
 };
 
 /* Per-capture costs, for --stats and --bench. */
@@ -197,6 +199,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->stats = 1;
         else if (!strcmp(argv[i], "--bench"))
             o->bench = 1;
+        else if (!strcmp(argv[i], "--tolerate-fails"))
+            o->tolerate_fails = 1;
         else if (!strcmp(argv[i], "--stack-copy") && i + 1 < argc)
             o->stack_kb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc)
@@ -306,7 +310,8 @@ int main(int argc, char **argv)
                 .frames = n > 0 ? (uint64_t)n : 0 };
             if (o.bench)
                 rc |= check_named(frames, n);
-            else if (print_capture(tids[i], frames, n, o.ids) < 0)
+            else if (print_capture(tids[i], frames, n, o.ids) < 0 &&
+                     !(n < 0 && o.tolerate_fails))
                 rc = 1;
             if (n < 0)
                 fails++;

@@ -248,8 +248,17 @@ def test_fresh_code_never_borrows_a_name(target, interp):
     src = "\n".join(t.source)
     templates = re.findall(r"^def (\w+)\(\):\n    return sum", src, re.M)
     assert len(templates) >= 3
-    caps, stats = t.probe("--ids", "--stats", "--count", "300", "--interval-ms", "2")
+    caps, stats = t.probe("--ids", "--stats", "--count", "300", "--interval-ms", "2",
+                          "--tolerate-fails")
     assert len(caps) == 300
+    # A capture may be refused (-1): a thread stopped while the interpreter
+    # links or unlinks a frame, a code object going away under it, shows a
+    # chain that does not prove itself, and refusing it is the right
+    # answer (the attacher counts it in vm_capture_failures); lending a
+    # wrong name is not. Seen once in 300 captures (3.12, one CI run).
+    failed = [c for c in caps if c[1] < 0]
+    assert len(failed) <= 3 and int(stats["fails"]) == len(failed), (len(failed), stats)
+    caps = [c for c in caps if c[1] >= 0]
 
     def exec_name(f):
         """The template a frame's code comes from (checking the name is
