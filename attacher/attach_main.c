@@ -141,7 +141,7 @@ static void print_stats(const struct sampler *s)
             "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
             "resume_us_p99=%.0f vm_reads_avg=%.2f vm_pages_avg=%.1f\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
-            (unsigned long long)s->missed_ticks, (unsigned long long)s->stops,
+            (unsigned long long)s->missed_ticks, (unsigned long long)s->stop_all.n,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
             (double)s->stop_all.max_ns / 1000.0, (unsigned long long)us->failures,
             (unsigned long long)us->frames, (unsigned long long)us->live_reads,
@@ -150,7 +150,7 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)s->sess->signals_passed,
             (unsigned long long)(s->dec ? s->dec->stat_capture_fail : 0),
             (unsigned long long)s->maps_reloads, (unsigned long long)s->deferred,
-            (unsigned long long)(s->stops ? s->stack_bytes / s->stops : 0),
+            (unsigned long long)(s->stop_all.n ? s->stack_bytes / s->stop_all.n : 0),
             (unsigned long long)us->fp_steps, (unsigned long long)s->sweeps,
             latency_pct(&s->stop_wait, 0.5), latency_pct(&s->stop_wait, 0.99),
             latency_pct(&s->stop_copy, 0.5), latency_pct(&s->stop_copy, 0.99),

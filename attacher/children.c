@@ -12,6 +12,7 @@
  */
 #include "children.h"
 #include "proc_task.h"
+#include "mono_clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,13 +35,6 @@ extern char **environ;
 #define WAIT_POLL_MS 200
 #define REPORT_DRAIN_MS 5000         /* after the last follower: stragglers' lines */
 #define LINE_MAX_BYTES 1024          /* < PIPE_BUF: one write, never interleaved */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* The coarse clock file times are taken from: a file written after this
  * reading never has an older mtime. */

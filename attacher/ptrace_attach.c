@@ -9,6 +9,7 @@
 #include "ptrace_session.h"
 #include "ptrace_session_int.h"
 #include "proc_task.h"
+#include "mono_clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -163,13 +164,13 @@ static int check_target(pid_t pid, char *err, size_t errlen)
  * seized; otherwise seize_all reports why not. */
 static void handoff_seize(struct session *s)
 {
-    uint64_t deadline = session_mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
+    uint64_t deadline = mono_ns() + SESSION_HANDOFF_MS * 1000000ull;
     for (;;) {
         if (ptrace(PTRACE_SEIZE, s->pid, 0, (void *)session_seize_opts(s)) == 0) {
             session_thread_add(s, s->pid);
             return;
         }
-        if (errno != EPERM || session_mono_ns() >= deadline)
+        if (errno != EPERM || mono_ns() >= deadline)
             return;
         sched_yield();
     }

@@ -58,6 +58,7 @@
 #include "ptrace_session.h"
 #include "ptrace_session_int.h"
 #include "proc_task.h"
+#include "mono_clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,13 +77,6 @@
 #define SEIZE_OPTS_CHILDREN (SEIZE_OPTS | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
 #define RETRY_INTERRUPT_NS 1000000000ull   /* re-ask a thread that did not stop */
 #define DETACH_POLL_NS 50000000ull         /* look for zombies this often */
-
-uint64_t session_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- thread table ------------------------------------------------------ */
 
@@ -253,7 +247,7 @@ static pid_t wait_any(int *status, uint64_t deadline)
             return -1;
         if (r < 0)
             continue;
-        uint64_t now = session_mono_ns();
+        uint64_t now = mono_ns();
         if (now >= deadline)
             return 0;
         uint64_t left = deadline - now;
@@ -460,7 +454,7 @@ static pid_t walk_next(struct session *s, int *status)
             continue;
         if (r == 0) {
             s->chld_unreaped = s->chld_maybe = 0;
-            s->last_walk_ns = session_mono_ns();
+            s->last_walk_ns = mono_ns();
         }
         return r < 0 ? -1 : 0;
     }
@@ -490,7 +484,7 @@ void session_reap(struct session *s)
      * unreaped means no status waiting. */
     take_sigchld(s, 0);
     if (!s->chld_unreaped &&
-        (!s->chld_maybe || session_mono_ns() - s->last_walk_ns < maybe_walk_ns(s)))
+        (!s->chld_maybe || mono_ns() - s->last_walk_ns < maybe_walk_ns(s)))
         return;
     for (;;) {
         int status;
@@ -553,7 +547,7 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     if (!w->walk_after)
-        w->walk_after = session_mono_ns() + STALE_WALK_NS;
+        w->walk_after = mono_ns() + STALE_WALK_NS;
     for (;;) {
         pid_t r = waitpid(tid, status, __WALL | WNOHANG);
         if (r > 0) {
@@ -571,7 +565,7 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
             if (unwaitable)
                 return -2;
         }
-        uint64_t now = session_mono_ns();
+        uint64_t now = mono_ns();
         if (now >= deadline)
             return 0;
         uint64_t until = deadline;
@@ -603,7 +597,7 @@ int session_stop_thread(struct session *s, struct thread *t)
 {
     if (t->state != THREAD_RUNNING)
         return 1;
-    uint64_t now = session_mono_ns();
+    uint64_t now = mono_ns();
     if (t->interrupt_pending && now - t->interrupt_ns < RETRY_INTERRUPT_NS)
         return 1;
     if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
@@ -740,9 +734,9 @@ void session_detach(struct session *s)
             thread_gone(s, t);
         }
     }
-    uint64_t deadline = session_mono_ns() + SESSION_DETACH_MS * 1000000ull;
+    uint64_t deadline = mono_ns() + SESSION_DETACH_MS * 1000000ull;
     while (session_live_count(s) > 0) {
-        uint64_t now = session_mono_ns();
+        uint64_t now = mono_ns();
         uint64_t until = now + DETACH_POLL_NS < deadline ? now + DETACH_POLL_NS : deadline;
         int status;
         pid_t r = wait_any(&status, until);
@@ -750,7 +744,7 @@ void session_detach(struct session *s)
             break;              /* nothing traced any more */
         } else if (r > 0) {
             detach_status(s, r, status);
-        } else if (session_mono_ns() >= deadline || only_zombies_left(s)) {
+        } else if (mono_ns() >= deadline || only_zombies_left(s)) {
             for (size_t i = 0; i < s->n; i++)
                 if (s->v[i]->state != THREAD_GONE)
                     s->detach_stragglers++;

@@ -96,7 +96,6 @@ struct session {
     uint64_t last_walk_ns;      /* when a walk last found no status */
 };
 
-
 /* Flags of session_attach/spawn. */
 #define SESSION_FOLLOW_CHILDREN 1u  /* also trace fork/vfork (PTRACE_O_TRACEFORK|VFORK),
                                      * so on_process sees every new process */

@@ -13,7 +13,5 @@
 struct thread *session_thread_add(struct session *s, pid_t tid);
 /* The PTRACE_O_* options every thread is seized with. */
 uintptr_t session_seize_opts(const struct session *s);
-/* CLOCK_MONOTONIC in ns: every deadline of the session. */
-uint64_t session_mono_ns(void);
 
 #endif

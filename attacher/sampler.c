@@ -41,6 +41,7 @@
 #include "merge.h"
 #include "proc_task.h"
 #include "vm_select.h"
+#include "mono_clock.h"
 
 #ifndef VMPROF_ATTACH_VERSION
 #define VMPROF_ATTACH_VERSION "dev"
@@ -56,13 +57,6 @@ static double now_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void sampler_vm_name(void *arg, uint64_t id, const char *name)
@@ -289,7 +283,6 @@ static int is_interp(void *arg, uint64_t ip)
 static void record_stop(struct sampler *s, uint64_t ns)
 {
     latency_add(&s->stop_all, ns);
-    s->stops++;
 }
 
 static void keep_last(struct thread *t, const uint64_t *w, int n)
@@ -365,18 +358,18 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (s->o->mem)
         current_rss(s);         /* the tick's RSS, read as close to the stack as
                                    can be without lengthening the stop */
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     if (session_stop_thread(s->sess, t) != 0)
         return 0;
     t->stopped_since_read = 1;
-    if (s->o->mode == MODE_CPU && now_ns() - t0 > OFFCPU_STOP_NS &&
+    if (s->o->mode == MODE_CPU && mono_ns() - t0 > OFFCPU_STOP_NS &&
         t->deferrals < OFFCPU_DEFER_MAX) {
         /* The thread was not on a CPU: it stopped where it had been
          * preempted, and preemption points cluster at system calls (the
          * kernel notices an expired slice there). That stack is not a fair
          * CPU-time sample: let it go, keep its credit for a later tick. */
         session_resume_thread(s->sess, t);
-        record_stop(s, now_ns() - t0);
+        record_stop(s, mono_ns() - t0);
         t->deferrals++;
         s->deferred++;
         return 1;
@@ -389,12 +382,12 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     s->mem.pid = t->tid;
     if (!t->stack_need)
         t->stack_need = STACK_NEED_START;
-    uint64_t t1 = now_ns();
+    uint64_t t1 = mono_ns();
     int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s,
                            t->stack_need, s->dec) == 0;
-    uint64_t t2 = now_ns();
+    uint64_t t2 = mono_ns();
     session_resume_thread(s->sess, t);
-    uint64_t t3 = now_ns();
+    uint64_t t3 = mono_ns();
     record_stop(s, t3 - t0);
     latency_add(&s->stop_wait, t1 - t0);
     latency_add(&s->stop_copy, s->snap.copy_ns);

@@ -86,12 +86,13 @@ struct sampler {
 
     /* statistics */
     uint64_t deferred;          /* cpu-mode stops let go: thread was off-CPU */
-    uint64_t ticks, missed_ticks, samples, repeated, stops, unwind_calls;
+    uint64_t ticks, missed_ticks, samples, repeated, unwind_calls;
     uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
-    /* stop times: the whole stop, and its phases: until the thread is
-     * stopped, the copy of registers and stack, the VM frames, the resume */
+    /* stop times (stop_all.n: the number of stops): the whole stop, and
+     * its phases: until the thread is stopped, the copy of registers and
+     * stack, the VM frames, the resume */
     struct latency stop_all, stop_wait, stop_copy, stop_vm, stop_resume;
     double elapsed;
     struct timeval start_tv, end_tv; /* wall clock when sampling started, ended */

@@ -8,19 +8,13 @@
  * guard page); what the copy lacks the unwinder reads live, counted.
  */
 #include "snapshot.h"
+#include "mono_clock.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <time.h>
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int snapshot_init(struct snapshot *sn, size_t stack_cap)
 {

@@ -26,6 +26,7 @@
  * start of its entry in the target's perf map, when it has one.
  */
 #include "unwind.h"
+#include "mono_clock.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -426,13 +427,6 @@ static unw_accessors_t accessors = {
 };
 
 /* ---- code without unwind tables (JIT) ---------------------------------- */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int same_file(const struct stat *a, const struct stat *b)
 {
