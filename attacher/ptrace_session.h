@@ -44,7 +44,6 @@ struct thread {
     double credit;              /* cpu mode: intervals earned, not yet sampled */
     uint32_t idle_streak;       /* consecutive checks that found no CPU used */
     uint32_t deferrals;         /* cpu mode: off-CPU stops let go in a row */
-    int stopped_since_read;     /* we stopped it after its last CPU read */
     uint64_t next_check;        /* tick at which to read schedstat again */
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */

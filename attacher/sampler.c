@@ -361,7 +361,6 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     uint64_t t0 = mono_ns();
     if (session_stop_thread(s->sess, t) != 0)
         return 0;
-    t->stopped_since_read = 1;
     if (s->o->mode == MODE_CPU && mono_ns() - t0 > OFFCPU_STOP_NS &&
         t->deferrals < OFFCPU_DEFER_MAX) {
         /* The thread was not on a CPU: it stopped where it had been
@@ -451,8 +450,6 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define TASK_CLOCK_LAG_NS 10000000
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
 #define STOP_CPU_NOISE_NS 50000 /* less CPU than this since the last check: idle */
-#define STOP_COST_NS 250000     /* and after we stopped it, less than this: the
-                                   stop's own cost (see read_delta) */
 #define PROC_CLOCK_THREADS 64  /* the process clock is read every 1 + threads /
                                    PROC_CLOCK_THREADS ticks (~2.5 us a tick
                                    whatever the number of threads), */
@@ -486,14 +483,12 @@ static int64_t read_delta(struct sampler *s, struct thread *t)
     int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
     t->cpu_ns = (uint64_t)cpu;
     /* Our own stop costs a blocked thread a few microseconds of CPU
-     * (the trap, the restarted system call): that is not running. On a
-     * virtual machine whose host is busy those microseconds can be
-     * charged as hundreds (the vCPU is preempted while the thread is on
-     * it), and counting them as running would make the next tick stop a
-     * blocked thread again, for no other reason than the last stop. */
-    int64_t noise = t->stopped_since_read ? STOP_COST_NS : STOP_CPU_NOISE_NS;
-    t->stopped_since_read = 0;
-    if (delta >= 0 && delta < noise) {
+     * (the trap, the restarted system call): that is not running. (A
+     * larger allowance after our own stop, 250 us, was tried against a
+     * busy host's inflated stop costs: it hid a sleeping thread's real
+     * run out of a barrier into its sleep, and wall mode repeated the
+     * barrier stack for the whole run. Not kept.) */
+    if (delta >= 0 && delta < STOP_CPU_NOISE_NS) {
         if (t->idle_streak < UINT32_MAX)
             t->idle_streak++;
         t->next_check = s->ticks + IDLE_BACKOFF_MAX;
