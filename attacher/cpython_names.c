@@ -35,7 +35,7 @@ struct code_entry {
     uint64_t qual_fp, file_fp;      /* fingerprints of the strings */
     uint64_t checked;               /* capture that last proved it */
     uint64_t staged;                /* capture << 1 | phase of prepare */
-    uint64_t gen_interp, gen_value; /* 3.14: code generation then */
+    uint64_t gen_interp, gen_value; /* count of code objects freed then */
     uint32_t version;               /* 3.12, 3.13: co_version when proved */
     uint64_t version_interp;        /* ... and the thread's interpreter */
     int32_t firstlineno;
@@ -250,7 +250,7 @@ static void load_linetable(struct cpy_names *nm, struct code_entry *e)
     }
 }
 
-/* 3.14: the entry was proved while no code object has been freed since. */
+/* The entry was proved while no code object has been freed since. */
 static int gen_trusted(const struct cpy_names *nm, const struct code_entry *e)
 {
     return nm->gen_ok && e->checked != 0 && e->gen_interp == nm->gen_interp &&
@@ -308,8 +308,10 @@ static struct code_entry *code_resolve(struct cpy_names *nm, uint64_t addr)
 {
     const struct cpython_layout *L = nm->L;
     struct code_entry *e = cpy_table_find(&nm->codes, addr);
-    if (proved(nm, e))
+    if (proved(nm, e)) {
+        nm->st->code_trusted += e->checked != nm->capture_no;
         return use_proved(nm, e);
+    }
     uint8_t head[CPY_MAX_CODE_READ];
     if (cpy_mem_fetch(nm->mem, addr, head, L->co_read) < 0 ||
         type_is(nm, u64(head, L->co_read, L->ob_type), &nm->code_type, "code") < 0)

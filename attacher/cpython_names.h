@@ -12,15 +12,16 @@
  *     re-read and compared by fingerprint, with the first line; or, on
  *     3.12 and 3.13, its head re-read showing the same non-zero co_version
  *     (a serial the interpreter never hands out twice) in the same
- *     interpreter, with the same name pointers; or, on 3.14, when the
- *     interpreter's code-object generation (bumped by every code object
- *     freed) has not moved since the entry was proved. A
+ *     interpreter, with the same name pointers; or when a count of code
+ *     objects freed has not moved since the entry was proved (3.14: the
+ *     interpreter's code-object generation; 3.11-3.13: the shim's
+ *     py_code_frees, when its registry maintains it). A
  *     changed identity gets a new id: address | generation << 48 (always
  *     even); after GEN_LIMIT generations at one address, or once the table
  *     had to be reset, ids come from a sequence with bit 62 set instead.
  *   - With lines, the line table used is the one read in this capture (or
  *     a cached copy equal to it byte for byte), or one cached while the
- *     co_version or the 3.14 generation proves the code object is the same
+ *     co_version or the count of code objects freed proves it the same
  *     object (a code object's line table never changes).
  *   - Every byte comes through cpy_mem (this stop's pages) and is
  *     untrusted: types are checked by address (learned once by tp_name),
@@ -79,7 +80,9 @@ void cpy_names_free(struct cpy_names *nm);
 
 /* A new capture (entries proved in earlier ones must be proved again). */
 void cpy_names_begin(struct cpy_names *nm, uint64_t capture_no);
-/* 3.14: the code generation read in this capture (ok 0: not read). */
+/* The count of code objects freed (3.14's code generation, or the shim's
+ * count), read in this capture in the thread's interpreter (ok 0: not
+ * read). */
 void cpy_names_generation(struct cpy_names *nm, int ok, uint64_t interp,
                           uint64_t value);
 /* Read, in at most two batches, the pages that proving or learning the

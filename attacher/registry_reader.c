@@ -624,3 +624,12 @@ void registry_close(struct registry *reg)
         munmap((void *)reg->base, reg->len);
     free(reg);
 }
+
+const uint64_t *registry_py_code_frees(const struct registry *reg)
+{
+    if (reg->info.kind != VMPROF_REG_KIND_CPYTHON ||
+        !(reg->info.flags & VMPROF_REG_F_PY_CODE_FREES))
+        return NULL;
+    return (const uint64_t *)(const void *)
+        (reg->base + offsetof(struct vmprof_reg_header, py_code_frees));
+}

@@ -98,6 +98,11 @@ int registry_thread_anchor(struct registry *reg, pid_t tid, uint64_t *top_addr);
  * /proc/PID/task/TID/status). Returns host_tid when they do not differ,
  * -1 when the thread cannot be read. */
 pid_t registry_ns_tid(const struct registry *reg, pid_t host_tid);
+/* CPython: the shim's count of code objects freed (py_code_frees), a word
+ * of the mapping that moves while the target runs: read it with an
+ * acquire load. NULL when the registry does not maintain it. Valid until
+ * registry_close. */
+const uint64_t *registry_py_code_frees(const struct registry *reg);
 
 void registry_stats(const struct registry *reg, struct registry_stats *st);
 void registry_close(struct registry *reg);

@@ -16,7 +16,8 @@
  *     once) or inconsistent (the capture fails, -1).
  *   - Names: every id returned was emitted through the sink first, under
  *     cpython_names' identity rules (a cached code address is re-proved
- *     in each capture, or trusted through 3.14's code generation).
+ *     in each capture, or trusted through 3.14's code generation or the
+ *     shim's count of code objects freed).
  *   - Reads are few (cost model in cpython_mem.h): a capture starts with
  *     one batched read of the pages this thread's last captures used
  *     (its hint), walks the chain from cached pages, then proves all the
@@ -60,6 +61,7 @@ struct cpy {
     struct vm_decoder base;         /* first: a vm_decoder* is a cpy* */
     struct cpython_layout L;
     uint64_t runtime, text_lo, text_hi;
+    const uint64_t *code_frees;     /* the shim's counter, or NULL */
     struct cpy_mem mem;
     struct cpy_names names;
     struct cpy_table tids;          /* of struct tid_entry */
@@ -286,9 +288,19 @@ static int walk_thread(struct cpy *c, pid_t tid, uint64_t tstate,
     if (fetch(c, tstate, ts, L->ts_read) < 0 ||
         u64(ts, L->ts_read, L->ts_native_thread_id) != (uint64_t)tid)
         return WALK_STALE;
+    /* What proves a cached code address without reading it (see
+     * cpython_names.h): 3.14's own code generation, or before it the
+     * shim's count of code objects freed; read during this stop, while
+     * the thread's frames hold their code objects alive. */
     uint64_t interp = u64(ts, L->ts_read, L->ts_interp), gen = 0;
-    int gen_ok = L->is_code_generation != CPY_OFF_NONE && cpy_ptr_ok(interp, 8) &&
+    int gen_ok = 0;
+    if (L->is_code_generation != CPY_OFF_NONE)
+        gen_ok = cpy_ptr_ok(interp, 8) &&
                  fetch(c, interp + L->is_code_generation, &gen, 8) == 0;
+    else if (c->code_frees != NULL && cpy_ptr_ok(interp, 8)) {
+        gen = __atomic_load_n(c->code_frees, __ATOMIC_ACQUIRE);
+        gen_ok = 1;
+    }
     cpy_names_generation(&c->names, gen_ok, interp, gen);
 
     struct walk w = { .out = out, .max = max, .tstate = tstate };
@@ -487,6 +499,7 @@ static struct vm_decoder *create(const struct cpython_target *t,
     }
     cpy_table_init(&c->tids, sizeof(struct tid_entry));
     c->runtime = t->runtime_addr;
+    c->code_frees = t->code_frees;
     c->text_lo = t->interp_text_lo;
     c->text_hi = t->interp_text_hi;
     c->base.ops = &cpython_ops;

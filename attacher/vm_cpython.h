@@ -23,6 +23,12 @@ struct cpython_target {
     uint64_t runtime_addr;      /* &_PyRuntime in the target */
     uint32_t version_hex;       /* Py_Version */
     uint64_t interp_text_lo, interp_text_hi; /* interpreter's code */
+    /* 3.11-3.13: the shim's count of code objects freed (a word of its
+     * registry that the target keeps moving), or NULL. With it a code
+     * address proved once is trusted until the count moves, as 3.14's
+     * own code generation allows: no read of the code object per sample.
+     * Must stay valid while the decoder lives. */
+    const uint64_t *code_frees;
 };
 
 /* NULL on error, with a one-line reason in err (unsupported version,
@@ -65,6 +71,8 @@ struct vm_cpython_stats {
     uint64_t hidden_changes;    /* ... with the same name pointers: only
                                    the strings' contents told */
     uint64_t truncated;         /* captures cut at max frames */
+    uint64_t code_trusted;      /* code addresses trusted without a read:
+                                   no code object freed since their proof */
 };
 
 /* d must come from vm_cpython_create*. */

@@ -2,8 +2,10 @@
  * vm_select.c - registry -> decoder (see vm_select.h).
  *
  * The registry stays open as long as a decoder that reads it (vm_shadow
- * tails its code table); the CPython decoder needs only the addresses it
- * was created with, so its registry is closed at once. Ownership is kept
+ * tails its code table; the CPython decoder reads the shim's count of
+ * code objects freed, when there is one); otherwise the CPython decoder
+ * needs only the addresses it was created with and its registry is
+ * closed at once. Ownership is kept
  * in a short list here so that vm_select_release() frees both in order.
  */
 #include "vm_select.h"
@@ -21,6 +23,21 @@ struct owned {
     struct registry *reg;
 };
 static struct owned *owned_list;
+
+/* d reads reg: both are freed by vm_select_release. -1 (both freed at
+ * once) when out of memory. */
+static int keep(struct vm_decoder *d, struct registry *reg)
+{
+    struct owned *o = malloc(sizeof(*o));
+    if (!o) {
+        d->ops->destroy(d);
+        registry_close(reg);
+        return -1;
+    }
+    *o = (struct owned){ owned_list, d, reg };
+    owned_list = o;
+    return 0;
+}
 
 struct vm_decoder *vm_select_find(pid_t pid, struct remote_mem *mem, vm_name_sink sink,
                                   void *sink_arg, int want_lines, char *note, size_t notelen)
@@ -48,28 +65,39 @@ struct vm_decoder *vm_select_find(pid_t pid, struct remote_mem *mem, vm_name_sin
             .version_hex = (uint32_t)info->vm_version,
             .interp_text_lo = info->text_lo,
             .interp_text_hi = info->text_hi,
+            .code_frees = registry_py_code_frees(reg),
         };
         d = vm_cpython_create(&t, mem, sink, sink_arg, want_lines, err, sizeof(err));
-        registry_close(reg);
-        reg = NULL;
-        if (!d)
+        if (!d) {
+            registry_close(reg);
             snprintf(note, notelen, "cannot decode CPython frames in process %d: %s; "
                      "native frames only", (int)pid, err);
+            return NULL;
+        }
+        if (!t.code_frees) {
+            registry_close(reg);
+            return d;
+        }
+        if (keep(d, reg) < 0) {
+            snprintf(note, notelen, "cannot decode CPython frames in process %d: "
+                     "out of memory", (int)pid);
+            return NULL;
+        }
         return d;
     }
     if (info->kind == VMPROF_REG_KIND_SHADOW) {
         d = vm_shadow_create(reg, mem, sink, sink_arg, err, sizeof(err));
-        struct owned *o = d ? malloc(sizeof(*o)) : NULL;
-        if (!o) {
-            if (d)
-                d->ops->destroy(d);
+        if (!d) {
             registry_close(reg);
             snprintf(note, notelen, "cannot decode VM frames in process %d: %s",
-                     (int)pid, d ? "out of memory" : err);
+                     (int)pid, err);
             return NULL;
         }
-        *o = (struct owned){ owned_list, d, reg };
-        owned_list = o;
+        if (keep(d, reg) < 0) {
+            snprintf(note, notelen, "cannot decode VM frames in process %d: "
+                     "out of memory", (int)pid);
+            return NULL;
+        }
         return d;
     }
     registry_close(reg);

@@ -91,7 +91,7 @@ void vmreg_set_text(void *base, uint64_t lo, uint64_t hi)
     }
 }
 
-void vmreg_set_cpython(void *base, uint64_t runtime, int debug_offsets)
+void vmreg_set_cpython(void *base, uint64_t runtime, int debug_offsets, int code_frees)
 {
     struct vmprof_reg_header *h = hdr(base);
 
@@ -100,6 +100,10 @@ void vmreg_set_cpython(void *base, uint64_t runtime, int debug_offsets)
         h->flags |= VMPROF_REG_F_PY_DEBUG_OFFSETS;
     else
         h->flags &= ~VMPROF_REG_F_PY_DEBUG_OFFSETS;
+    if (code_frees)
+        h->flags |= VMPROF_REG_F_PY_CODE_FREES;
+    else
+        h->flags &= ~VMPROF_REG_F_PY_CODE_FREES;
 }
 
 int vmreg_code_append(void *base, uint64_t id, const char *name, size_t len)

@@ -29,7 +29,8 @@ void vmreg_publish(void *base);
 /* Describes the VM. Name: 1..63 bytes of valid text (EINVAL otherwise). */
 int vmreg_set_vm(void *base, uint32_t kind, const char *name, uint64_t version);
 void vmreg_set_text(void *base, uint64_t lo, uint64_t hi);
-void vmreg_set_cpython(void *base, uint64_t runtime, int debug_offsets);
+/* code_frees: the shim counts code objects freed (py_code_frees). */
+void vmreg_set_cpython(void *base, uint64_t runtime, int debug_offsets, int code_frees);
 
 /* Appends id -> name (len bytes, 1..VMPROF_REG_NAME_MAX, valid text) and
  * publishes it. -1 with errno EINVAL (bad name) or ENOSPC (table full;

@@ -14,6 +14,14 @@
  *     registry (new memfd, same address), so a child never shares its
  *     parent's; threads other than the forking one are dropped from it.
  *   - thread exit: a pthread key destructor frees the thread's slot.
+ *   - CPython 3.11-3.13 only: PyCode_Type's tp_dealloc is wrapped (in the
+ *     constructor, before the registry exists) so that each code object
+ *     freed adds 1 to the registry's py_code_frees first. That counter is
+ *     what lets the attacher trust a code address it proved once, until a
+ *     code object is freed, instead of reading the object again at every
+ *     sample (3.14 keeps such a counter itself). The wrap is installed
+ *     only when PyCode_Type has the default build's layout (tp_name
+ *     "code" where expected, tp_dealloc inside the interpreter).
  * Nothing else: no thread, timer, signal handler, per-call hook, or GIL.
  *
  * Invariants: every registry write happens under g_lock (a spinlock:
@@ -51,6 +59,7 @@ static uint32_t g_kind = VMPROF_REG_KIND_NONE;
 static char g_name[VMPROF_REG_VM_NAME_SIZE];
 static uint64_t g_version, g_runtime, g_text_lo, g_text_hi;
 static int g_debug_offsets;
+static int g_code_frees;            /* the tp_dealloc wrap is installed */
 
 static __thread int t_slot = -1;    /* this thread's slot, -1 if none */
 static pthread_key_t g_exit_key;
@@ -133,7 +142,7 @@ static void describe_locked(void)
     else
         ((struct vmprof_reg_header *)g_base)->vm_kind = g_kind;
     vmreg_set_text(g_base, g_text_lo, g_text_hi);
-    vmreg_set_cpython(g_base, g_runtime, g_debug_offsets);
+    vmreg_set_cpython(g_base, g_runtime, g_debug_offsets, g_code_frees);
 }
 
 static int new_memfd(uint64_t size)
@@ -195,8 +204,8 @@ static int create_locked(void)
         close(fd);
         return -1;
     }
-    g_base = p;
     g_size = VMPROF_REG_SIZE;
+    __atomic_store_n(&g_base, (unsigned char *)p, __ATOMIC_RELEASE);
     adopt_fd(fd);
     describe_locked();
     vmreg_publish(g_base);
@@ -287,6 +296,65 @@ static void atfork_child(void)
     unlock();
 }
 
+/* ---- CPython: counting code objects freed ---------------------------- */
+
+/* PyTypeObject of a default CPython build (not free-threaded, no
+ * Py_TRACE_REFS), 3.11 to 3.14: ob_refcnt, ob_type, ob_size, tp_name,
+ * tp_basicsize, tp_itemsize, tp_dealloc. */
+#define PYTYPE_TP_NAME_OFF     24
+#define PYTYPE_TP_DEALLOC_OFF  48
+
+typedef void (*py_destructor)(void *);
+static py_destructor g_code_dealloc;    /* the interpreter's own */
+
+static void code_dealloc_counted(void *op)
+{
+    unsigned char *b = __atomic_load_n(&g_base, __ATOMIC_ACQUIRE);
+
+    if (b)
+        __atomic_fetch_add(&((struct vmprof_reg_header *)b)->py_code_frees, 1,
+                           __ATOMIC_SEQ_CST);
+    g_code_dealloc(op);
+}
+
+/* Same loaded object? (dladdr's base address) */
+static int same_object(const void *a, const void *b)
+{
+    Dl_info da, db;
+
+    return a && b && dladdr(a, &da) && dladdr(b, &db) && da.dli_fbase == db.dli_fbase;
+}
+
+/* Wraps PyCode_Type.tp_dealloc when the layout is the one expected;
+ * returns 1 when the wrap is in place. Runs before the registry exists
+ * (so every code object freed while it exists is counted). */
+static int count_code_frees(uint64_t version)
+{
+    unsigned char *type;
+    const char *name;
+    py_destructor d;
+
+    if (version < 0x030b0000 || version >= 0x030e0000)
+        return 0;               /* 3.14+ counts them itself */
+    type = dlsym(RTLD_DEFAULT, "PyCode_Type");
+    if (!type)
+        return 0;
+    memcpy(&name, type + PYTYPE_TP_NAME_OFF, sizeof name);
+    /* In the other layouts this word is ob_type or a refcount: only a
+     * pointer into a loaded object is read, and it must say "code". */
+    if (!same_object(name, type) || memcmp(name, "code", 5) != 0)
+        return 0;
+    memcpy(&d, type + PYTYPE_TP_DEALLOC_OFF, sizeof d);
+    if (d == code_dealloc_counted)
+        return 1;               /* (the shim loaded twice) */
+    if (!same_object((const void *)d, type))
+        return 0;
+    g_code_dealloc = d;
+    __atomic_store_n((py_destructor *)(void *)(type + PYTYPE_TP_DEALLOC_OFF),
+                     code_dealloc_counted, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
 /* ---- constructor: CPython detection --------------------------------- */
 
 __attribute__((constructor)) static void shim_init(void)
@@ -300,6 +368,7 @@ __attribute__((constructor)) static void shim_init(void)
         return;                 /* not CPython: create nothing */
     ver = dlsym(RTLD_DEFAULT, "Py_Version");
     lock();
+    g_code_frees = count_code_frees(ver ? *ver : 0);
     g_kind = VMPROF_REG_KIND_CPYTHON;
     memcpy(g_name, "cpython", 8);
     g_version = ver ? *ver : 0;

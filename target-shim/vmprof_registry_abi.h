@@ -41,7 +41,9 @@
  *
  * Compatibility: a reader accepts exactly the abi_version it knows. Fields
  * may be added in the reserved space or after the header with a version
- * bump only.
+ * bump only, or in the reserved space together with a flag bit that says
+ * the field is maintained (a reader that does not know the flag ignores
+ * the field; the shim sets the flag only when it maintains it).
  */
 #ifndef VMPROF_REGISTRY_ABI_H
 #define VMPROF_REGISTRY_ABI_H
@@ -67,6 +69,9 @@
 #define VMPROF_REG_F_TEXT_RANGE   0x1u  /* text_lo/text_hi are set */
 #define VMPROF_REG_F_PY_DEBUG_OFFSETS 0x2u /* _PyRuntime starts with
                                               _Py_DebugOffsets ("xdebugpy") */
+#define VMPROF_REG_F_PY_CODE_FREES 0x4u /* py_code_frees counts every code
+                                           object freed since the registry
+                                           was created */
 
 #define VMPROF_REG_VM_NAME_SIZE 64u     /* vm_name bytes, NUL included */
 #define VMPROF_REG_NAME_MAX     4096u   /* max code name length (bytes) */
@@ -109,7 +114,13 @@ struct vmprof_reg_header {
     uint64_t codes_registered;  /* counters, relaxed */
     uint64_t codes_dropped;     /* code table full or name invalid */
     uint64_t threads_dropped;   /* thread table full */
-    uint64_t reserved[5];
+    /* CPython 3.11-3.13, with VMPROF_REG_F_PY_CODE_FREES: code objects
+     * freed so far. The shim adds 1 (sequentially consistent) before each
+     * code object's memory is released, so a reader that sees the same
+     * value twice knows no code object was freed in between: an address
+     * it proved to hold a code object still holds that object. */
+    uint64_t py_code_frees;
+    uint64_t reserved[4];
 };
 
 /* Thread slot states */
@@ -167,6 +178,7 @@ VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_header, thread_hwm) == 164, "thread
 VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_header, code_table_off) == 168, "code table");
 VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_header, code_committed) == 184, "committed");
 VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_header, threads_dropped) == 208, "counters");
+VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_header, py_code_frees) == 216, "code frees");
 VMPROF_REG_ASSERT(sizeof(struct vmprof_reg_thread_slot) == 32, "thread slot");
 VMPROF_REG_ASSERT(offsetof(struct vmprof_reg_thread_slot, top_addr) == 8, "top_addr");
 VMPROF_REG_ASSERT(sizeof(struct vmprof_reg_code_record) == 16, "code record");

@@ -4,7 +4,7 @@
  *
  *   cpython_probe PID RUNTIME_ADDR VERSION_HEX [--lines] [--count N]
  *                 [--interval-ms MS] [--ids] [--stats] [--bench]
- *                 [--stack-copy KB] [--tolerate-fails]
+ *                 [--stack-copy KB] [--tolerate-fails] [--registry]
  *
  * Output, one line per frame, innermost first, fields separated by tabs
  * (names never hold a tab: vmprof_escape_name turns control characters
@@ -14,6 +14,7 @@
  * capture failed). With --stats, a last line
  *   #stats captures=.. frames=.. fails=.. reads_per_capture=..
  *          us_per_capture_p50=.. us_per_capture_max=.. rescans=.. names=..
+ *          identity_changes=.. hidden_changes=.. code_trusted=..
  * With --bench, no frames are printed; the first BENCH_WARMUP captures are
  * left out and one line gives percentiles of the rest (a benchmark, never
  * a test: the numbers depend on the machine):
@@ -24,6 +25,9 @@
  * up to KB KiB of the stack from SP during each stop, before the capture
  * and outside its time, and lends the copy to the decoder, as the
  * attacher's snapshot does.
+ * --registry: the target runs with the shim preloaded; its count of code
+ * objects freed (3.11-3.13) proves cached code addresses, as in the
+ * attacher (without it the probe proves each by reading it).
  * Exit 0 when every capture that ran succeeded (with --tolerate-fails: a
  * failed capture, "#end TID -1", is left for the caller to count), 1
  * otherwise, 2 on usage.
@@ -46,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "registry_reader.h"
 #include "remote_mem.h"
 #include "vm_cpython.h"
 
@@ -141,7 +146,7 @@ static double now_us(void)
 struct opts {
     pid_t pid;
     struct cpython_target t;
-    int lines, count, interval_ms, ids, stats, bench, stack_kb, tolerate_fails;
+    int lines, count, interval_ms, ids, stats, bench, stack_kb, tolerate_fails, registry;
 };
 
 /* Per-capture costs, for --stats and --bench. */
@@ -201,6 +206,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->bench = 1;
         else if (!strcmp(argv[i], "--tolerate-fails"))
             o->tolerate_fails = 1;
+        else if (!strcmp(argv[i], "--registry"))
+            o->registry = 1;
         else if (!strcmp(argv[i], "--stack-copy") && i + 1 < argc)
             o->stack_kb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc)
@@ -254,12 +261,24 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: cpython_probe PID RUNTIME_ADDR VERSION_HEX "
                 "[--lines] [--count N] [--interval-ms MS] [--ids] [--stats] "
-                "[--bench] [--stack-copy KB]\n");
+                "[--bench] [--stack-copy KB] [--tolerate-fails] [--registry]\n");
         return 2;
     }
     struct remote_mem mem;
     remote_mem_init(&mem, o.pid);
     char err[256] = "";
+    struct registry *reg = NULL;
+    if (o.registry) {
+        if (registry_open(o.pid, &reg, err, sizeof err) != 0) {
+            fprintf(stderr, "cpython_probe: no registry: %s\n", err);
+            return 1;
+        }
+        o.t.code_frees = registry_py_code_frees(reg);
+        if (o.t.code_frees == NULL) {
+            fprintf(stderr, "cpython_probe: the registry counts no code objects freed\n");
+            return 1;
+        }
+    }
     struct vm_decoder *d = vm_cpython_create(&o.t, &mem, sink, NULL, o.lines,
                                              err, sizeof err);
     if (d == NULL) {
@@ -338,11 +357,13 @@ int main(int argc, char **argv)
                " reads_per_capture=%.2f us_per_capture_p50=%.1f"
                " us_per_capture_p99=%.1f us_per_capture_max=%.1f"
                " rescans=%" PRIu64 " names=%" PRIu64
-               " identity_changes=%" PRIu64 " hidden_changes=%" PRIu64 "\n",
+               " identity_changes=%" PRIu64 " hidden_changes=%" PRIu64
+               " code_trusted=%" PRIu64 "\n",
                ncost, nframes, fails, (double)(mem.reads - reads0) / ncost,
                pct(ns, ncost, 0.5) / 1000.0, pct(ns, ncost, 0.99) / 1000.0,
                pct(ns, ncost, 1.0) / 1000.0,
-               st.rescans, st.names, st.identity_changes, st.hidden_changes);
+               st.rescans, st.names, st.identity_changes, st.hidden_changes,
+               st.code_trusted);
         free(ns);
     }
     if (o.bench && ncost > BENCH_WARMUP)
@@ -350,5 +371,7 @@ int main(int argc, char **argv)
     free(cost);
     free(stack);
     d->ops->destroy(d);
+    if (reg != NULL)
+        registry_close(reg);
     return rc;
 }

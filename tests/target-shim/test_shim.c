@@ -4,7 +4,8 @@
  * registry lazily and publishes what it is given, a fork child gets its
  * own copy (and a raw clone's inherited copy is refused by the reader), a
  * closed registry fd is still found, and preloading it into CPython
- * publishes Py_Version, _PyRuntime and the interpreter's code range.
+ * publishes Py_Version, _PyRuntime and the interpreter's code range, and
+ * (3.11-3.13) counts the code objects the interpreter frees.
  *
  * The shim is dlopen'ed (SHIM_PATH), not linked, so the test sees the
  * process before and after the first API call. Tests run in order and
@@ -402,6 +403,11 @@ static const char py_script[] =
     "rt = ctypes.addressof(ctypes.c_char.in_dll(api, '_PyRuntime'))\n"
     "fn = ctypes.cast(api.Py_Initialize, ctypes.c_void_p).value\n"
     "print(os.getpid(), sys.hexversion, rt, fn, flush=True)\n"
+    "sys.stdin.readline()\n"
+    "for i in range(100):\n"
+    "    c = compile('x = %d' % i, '<t>', 'exec')\n"
+    "    del c\n"
+    "print('freed', flush=True)\n"
     "sys.stdin.read()\n";
 
 /* Runs python with the shim preloaded and checks what its registry says. */
@@ -411,6 +417,7 @@ static void check_python(const char *python)
     int in[2], out[2], status, pypid;
     struct registry *r = NULL;
     const struct registry_info *info;
+    const uint64_t *frees;
     char line[256];
     FILE *f;
     pid_t pid;
@@ -444,6 +451,17 @@ static void check_python(const char *python)
     assert_true(info->flags & VMPROF_REG_F_TEXT_RANGE);
     assert_true(fn >= info->text_lo && fn < info->text_hi);
     assert_int_equal(!!(info->flags & VMPROF_REG_F_PY_DEBUG_OFFSETS), hexv >= 0x030d0000);
+    /* 3.11-3.13: every code object freed is counted (3.14 counts itself) */
+    frees = registry_py_code_frees(r);
+    assert_int_equal(frees != NULL, hexv >= 0x030b0000 && hexv < 0x030e0000);
+    if (frees) {
+        uint64_t before = __atomic_load_n(frees, __ATOMIC_ACQUIRE);
+
+        assert_int_equal(write(in[1], "go\n", 3), 3);
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_string_equal(line, "freed\n");
+        assert_true(__atomic_load_n(frees, __ATOMIC_ACQUIRE) >= before + 100);
+    }
     registry_close(r);
     close(in[1]);
     fclose(f);
