@@ -123,6 +123,7 @@ static void thread_reset(struct thread *t)
     t->stack_need = 0;
     t->idle_streak = 0;
     t->next_check = 0;
+    t->read_tick = 0;
     t->interrupt_pending = 0;
 }
 
@@ -135,6 +136,7 @@ static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread
             thread_reset(t);
             t->state = st;
             s->gone--;
+            s->version++;
             if (st != THREAD_FOREIGN)
                 s->threads_seen++;
         }
@@ -156,6 +158,7 @@ static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread
     t->schedstat_fd = -1;
     t->last_n = -1;
     s->v[s->n++] = t;
+    s->version++;
     if (st != THREAD_FOREIGN)
         s->threads_seen++;
     if (s->n * 2 > s->hcap) {
@@ -206,6 +209,7 @@ void session_sweep(struct session *s)
     }
     s->n = k;
     s->gone = 0;
+    s->version++;
     hash_rebuild(s, s->hcap);   /* same size: cannot fail worse than before */
 }
 
@@ -338,6 +342,7 @@ static void on_exec(struct session *s, struct thread *t, pid_t tid)
             t->schedstat_fd = -1;
         }
         t->state = THREAD_RUNNING;
+        s->version++;
     }
 }
 
@@ -380,8 +385,10 @@ static enum status_kind handle_status(struct session *s, pid_t tid, int status)
             ptrace(PTRACE_LISTEN, tid, 0, 0);
             return ST_GROUP_STOP;
         }
-        if (t->state == THREAD_GROUP_STOPPED || t->state == THREAD_ZOMBIE)
+        if (t->state == THREAD_GROUP_STOPPED || t->state == THREAD_ZOMBIE) {
             t->state = THREAD_RUNNING;      /* SIGCONT ended the group-stop */
+            s->version++;
+        }
         return ST_OURS;
     case PTRACE_EVENT_CLONE:
     case PTRACE_EVENT_FORK:
@@ -768,4 +775,5 @@ void session_free(struct session *s)
     s->v = NULL;
     s->hash = NULL;
     s->n = s->vcap = s->hcap = s->gone = 0;
+    s->version++;
 }

@@ -45,6 +45,8 @@ struct thread {
     uint32_t idle_streak;       /* consecutive checks that found no CPU used */
     uint32_t deferrals;         /* cpu mode: off-CPU stops let go in a row */
     uint64_t next_check;        /* tick at which to read schedstat again */
+    int64_t tick_delta;         /* CPU used, as read at tick read_tick */
+    uint64_t read_tick;
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
@@ -71,6 +73,9 @@ struct session {
     struct thread **hash;       /* open addressing on tid, power of two */
     size_t hcap;
     size_t gone;                /* THREAD_GONE entries awaiting a sweep */
+    uint64_t version;           /* bumped when v changes (a thread added,
+                                   gone ones swept) or a thread becomes
+                                   THREAD_RUNNING again */
     uint64_t threads_seen;      /* every thread ever seized or born */
     uint64_t threads_vanished;  /* gone while we tried to sample them */
     uint64_t signals_passed;    /* signal-delivery-stops passed on */

@@ -126,6 +126,7 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
                  const char *root, int out_fd)
 {
     memset(s, 0, sizeof(*s));
+    s->act_version = UINT64_MAX;     /* act not built yet */
     s->o = o;
     s->sess = sess;
     s->out_fd = out_fd;
@@ -456,7 +457,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define PROC_CLOCK_EVERY_MAX IDLE_BACKOFF_MAX /* and at least every 16 ticks: a
                                    quiet thread that starts to run is read
                                    again within 16 to 32 ticks */
-#define NOT_READ INT64_MIN      /* tick_delta: the thread was not read this tick */
+#define NOT_READ INT64_MIN      /* tick_delta(): the thread was not read this tick */
 #define READ_FAILED (INT64_MIN + 1)
 #define ONCPU_WAIT_MAX 16       /* ticks a preempted thread's sample waits for
                                    it to be on a CPU, at most */
@@ -507,19 +508,52 @@ static int64_t process_cpu_ns(struct sampler *s)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Reads the threads worth reading this tick into s->tick_delta (indexes
- * of s->sess->v, NOT_READ for the others). Returns the number of slots. */
+/* Marks t read this tick, with what it used (read_delta's result). */
+static void note_read(struct sampler *s, struct thread *t, uint32_t i, int64_t d)
+{
+    t->tick_delta = d;
+    t->read_tick = s->ticks;
+    s->rd[s->nrd++] = i;
+}
+
+/* What t used since the last read if it was read this tick, else
+ * NOT_READ. */
+static int64_t tick_delta(const struct sampler *s, const struct thread *t)
+{
+    return t->read_tick == s->ticks ? t->tick_delta : NOT_READ;
+}
+
+/* Reads the threads worth reading this tick: each one's delta goes to
+ * its tick_delta, its index in s->sess->v to s->rd. The threads that are
+ * not quiet are kept in s->act (indexes), so that a tick costs nothing
+ * per quiet thread: rebuilt when the session's list changed
+ * (sess->version: a thread born, a thread running again, gone ones
+ * swept), pruned as threads turn quiet or stop running, grown by the
+ * sweeps that find a quiet thread running. Returns the number of slots
+ * of s->sess->v, 0 when the tick must be skipped (out of memory). */
 static size_t read_threads(struct sampler *s)
 {
     struct session *ss = s->sess;
     size_t n = ss->n;
-    if (n > s->tick_cap) {
-        size_t cap = n > 2 * s->tick_cap ? n : 2 * s->tick_cap;
-        int64_t *d = realloc(s->tick_delta, cap * sizeof(*d));
-        if (!d)
+    s->nrd = 0;
+    if (n > s->idx_cap) {
+        size_t cap = n > 2 * s->idx_cap ? n : 2 * s->idx_cap;
+        uint32_t *a = realloc(s->act, cap * sizeof(*a));
+        if (a)
+            s->act = a;
+        uint32_t *r = a ? realloc(s->rd, cap * sizeof(*r)) : NULL;
+        if (!r)
             return 0;           /* no memory: skip this tick */
-        s->tick_delta = d;
-        s->tick_cap = cap;
+        s->rd = r;
+        s->idx_cap = cap;
+    }
+    if (s->act_version != ss->version) {
+        s->nact = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ss->v[i]->state == THREAD_RUNNING && !is_quiet(ss->v[i]))
+                s->act[s->nact++] = (uint32_t)i;
+        }
+        s->act_version = ss->version;
     }
     /* The process clock first, then at once the threads that ran lately:
      * the closer in time, the less of their CPU falls between the reads.
@@ -542,27 +576,34 @@ static size_t read_threads(struct sampler *s)
         clock = -1;             /* between two reads of the clock: no sweep */
     }
     int64_t explained = 0, lag = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t kept = 0;
+    for (size_t j = 0; j < s->nact; j++) {
+        uint32_t i = s->act[j];
         struct thread *t = ss->v[i];
-        s->tick_delta[i] = NOT_READ;
         if (t->state != THREAD_RUNNING || is_quiet(t))
-            continue;
+            continue;           /* out of act until a sweep or a change */
+        s->act[kept++] = i;
         int64_t d = read_delta(s, t);
-        s->tick_delta[i] = d;
+        note_read(s, t, i, d);
         if (d > 0)
             explained += d;
         if (d >= STOP_CPU_NOISE_NS && t->task_clock)
             lag += TASK_CLOCK_LAG_NS;
     }
+    s->nact = kept;
     s->unexplained -= explained;
     if (clock < 0 ||
         (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS) + lag))
         return n;
-    /* A sweep: quiet threads not read lately. */
+    /* A sweep: quiet threads not read lately. (None of them is in act:
+     * a thread that turned quiet this tick is not due yet.) */
     for (size_t i = 0; i < n; i++) {
         struct thread *t = ss->v[i];
-        if (t->state == THREAD_RUNNING && is_quiet(t) && t->next_check <= s->ticks)
-            s->tick_delta[i] = read_delta(s, t);
+        if (t->state != THREAD_RUNNING || !is_quiet(t) || t->next_check > s->ticks)
+            continue;
+        note_read(s, t, (uint32_t)i, read_delta(s, t));
+        if (!is_quiet(t))
+            s->act[s->nact++] = (uint32_t)i;
     }
     s->unexplained = 0;
     s->sweeps++;
@@ -641,10 +682,13 @@ static void tick(struct sampler *s)
     int wall = s->o->mode == MODE_WALL;
     session_reap(s->sess);
     size_t n = read_threads(s);
-    /* (threads born during the tick, past n, are read at the next) */
-    for (size_t i = 0; i < n && !s->sess->exited; i++) {
-        struct thread *t = s->sess->v[i];
-        int64_t delta = s->tick_delta[i];
+    /* cpu mode visits the threads read (s->rd), wall mode every thread
+     * (a quiet one repeats its last stack). Threads born during the tick,
+     * past n, are read at the next; no index moves before session_sweep. */
+    size_t count = wall ? n : (n ? s->nrd : 0);
+    for (size_t j = 0; j < count && !s->sess->exited; j++) {
+        struct thread *t = s->sess->v[wall ? j : s->rd[j]];
+        int64_t delta = tick_delta(s, t);
         if (t->state != THREAD_RUNNING || delta == READ_FAILED)
             continue;
         if (delta == NOT_READ) {            /* quiet */
@@ -860,9 +904,11 @@ void sampler_free(struct sampler *s)
     vm_select_release(s->dec);
     s->dec = NULL;
     drop_pending(s);
-    free(s->tick_delta);
-    s->tick_delta = NULL;
-    s->tick_cap = 0;
+    free(s->act);
+    free(s->rd);
+    s->act = s->rd = NULL;
+    s->nact = s->nrd = s->idx_cap = 0;
+    s->act_version = UINT64_MAX;
     unwinder_free(s->uw);
     s->uw = NULL;
     sym_maps_free(&s->maps);

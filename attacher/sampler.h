@@ -73,13 +73,16 @@ struct sampler {
     int moved;                  /* our affinity is narrower than allowed */
     /* Idle threads (sampler.c): the target's process CPU clock, its last
      * value, the CPU it used that the threads read since the last sweep
-     * do not explain, and each thread's CPU delta read this tick. */
+     * do not explain; the threads read every tick and those read this
+     * tick (indexes in sess->v; grown, never shrunk). */
     clockid_t cpu_clock;
     int have_cpu_clock;
     uint64_t proc_cpu_ns, proc_clock_tick; /* (0: not read yet) */
     int64_t unexplained;
-    int64_t *tick_delta;        /* by index in sess->v; grown, never shrunk */
-    size_t tick_cap;
+    uint32_t *act;              /* running and not quiet */
+    uint32_t *rd;               /* read this tick */
+    size_t nact, nrd, idx_cap;
+    uint64_t act_version;       /* sess->version act is for; UINT64_MAX none */
     struct snapshot snap;
     struct native_frame nat[MAX_NATIVE_FRAMES];
     uint64_t words[MAX_STACK_WORDS];

@@ -97,6 +97,9 @@ struct unwinder {
     char root[64];
     unw_addr_space_t as;
     const struct sym_maps *maps;
+    const struct sym_mapping *last_map; /* the last find_map hit (the
+                                   reads of one unwind step cluster in one
+                                   object), NULL after set_maps */
     struct umap *umaps;
     struct uobj *objs;
     struct func_slot *funcs;
@@ -276,7 +279,13 @@ static struct umap *umap_get(struct unwinder *u, const struct sym_mapping *m)
 
 static const struct sym_mapping *find_map(struct unwinder *u, uint64_t addr)
 {
-    return u->maps ? sym_maps_find(u->maps, addr) : NULL;
+    const struct sym_mapping *m = u->last_map;
+    if (m && addr >= m->start && addr < m->end)
+        return m;
+    m = u->maps ? sym_maps_find(u->maps, addr) : NULL;
+    if (m)
+        u->last_map = m;
+    return m;
 }
 
 /* Serve a read from the object file when addr lies in a non-writable
@@ -567,6 +576,7 @@ int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps)
     free(u->umaps);
     u->umaps = um;
     u->maps = um ? maps : NULL;     /* without maps: live reads only */
+    u->last_map = NULL;
     unw_flush_cache(u->as, 0, 0);
     memset(u->funcs, 0, FUNC_CACHE_SIZE * sizeof(*u->funcs));
     return um ? 0 : -1;
