@@ -9,7 +9,10 @@
  *       fail), 4 no registers, 8 keep the image's own debug-offset table
  *       (else a real one from Debian's 3.13.5 / 3.14.8 is written over it),
  *       16 lend the decoder a copy of up to 8 KiB of the image from the
- *       stack pointer before each capture (as the snapshot does)
+ *       stack pointer before each capture (as the snapshot does),
+ *       32 give it a count of code objects freed (the shim's), moved
+ *       between captures only when [11] is odd: an even [11] makes a
+ *       target that lies about it
  *   [2..5] thread id, [6..9] offset of the stack pointer in the image,
  *   [10] number of captures (1..4), [11] a byte XORed, between captures,
  *   into the 32 bytes at [12..15] (the target "runs": code objects die,
@@ -163,8 +166,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(img + sizeof head, t, words * 8);
     }
     struct image im = { img, n, (flags & 2) != 0 };
+    static uint64_t code_frees;
     struct cpython_target target = { .runtime_addr = IMAGE_BASE,
-                                     .version_hex = version };
+                                     .version_hex = version,
+                                     .code_frees = (flags & 32) ? &code_frees : NULL };
     char err[256];
     n_named = 0;
     struct vm_decoder *d = vm_cpython_create_with_reader(&target, image_read, &im,
@@ -210,6 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             d->ops->thread_gone(d, tid);
         for (size_t i = 0; i < 32 && data[11] != 0 && n > 0; i++)
             img[(le32(data + 12) + i) % n] ^= data[11];
+        code_frees += data[11] & 1;
     }
     (void)d->ops->is_interpreter_ip(d, IMAGE_BASE);
     d->ops->destroy(d);
@@ -304,14 +310,17 @@ static int write_seed(const char *dir, int v, int mutate)
     }
     uint32_t tid = 4242, sp = stack - 0x100, patch = 0x5100 + L->ascii;
     buf[0] = (uint8_t)v;
-    buf[1] = mutate ? 1 | 16 : 1;       /* the mutating one: with a stack copy */
+    /* mutating (1): with a stack copy; counted (2): mutating too, with a
+     * count of code objects freed that does not move (a lying target) */
+    buf[1] = mutate == 2 ? 1 | 16 | 32 : mutate ? 1 | 16 : 1;
     memcpy(buf + 2, &tid, 4);
     memcpy(buf + 6, &sp, 4);
     buf[10] = mutate ? 3 : 1;
-    buf[11] = mutate ? 1 : 0;
+    buf[11] = mutate == 2 ? 2 : mutate ? 1 : 0;
     memcpy(buf + 12, &patch, 4);
     char path[4096];
-    snprintf(path, sizeof path, "%s/seed-3.%d%s", dir, 11 + v, mutate ? "-mutating" : "");
+    snprintf(path, sizeof path, "%s/seed-3.%d%s", dir, 11 + v,
+             mutate == 2 ? "-counted" : mutate ? "-mutating" : "");
     FILE *f = fopen(path, "wb");
     if (f == NULL || fwrite(buf, 1, sizeof buf, f) != sizeof buf) {
         if (f)
@@ -323,13 +332,15 @@ static int write_seed(const char *dir, int v, int mutate)
 
 /* Without libFuzzer: run each file named and print what was decoded;
  * or, with --seeds DIR, write a seed corpus (one consistent stack per
- * version, each also with its qualname changing between captures). */
+ * version, each also with its qualname changing between captures, with
+ * and without a count of code objects freed). */
 int main(int argc, char **argv)
 {
     static uint8_t buf[(1 << 20) + HDR];
     if (argc == 3 && strcmp(argv[1], "--seeds") == 0) {
         for (int v = 0; v < 4; v++)
-            if (write_seed(argv[2], v, 0) < 0 || write_seed(argv[2], v, 1) < 0)
+            if (write_seed(argv[2], v, 0) < 0 || write_seed(argv[2], v, 1) < 0 ||
+                write_seed(argv[2], v, 2) < 0)
                 return 1;
         return 0;
     }
