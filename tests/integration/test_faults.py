@@ -164,7 +164,7 @@ def test_whole_group_exits_during_samples(tmp_path, targets, mode):
         assert t.wait(timeout=5) == 0
         assert has_trailer(out)
         stats, samples = read_vmprof(str(out))
-        assert samples and "spin_leaf" in names_in(samples)
+        assert samples and "spin_leaf" in names_in(samples), (len(samples), r.stderr[-600:])
 
 
 def test_leader_pthread_exit_then_workers_finish(tmp_path, targets):
