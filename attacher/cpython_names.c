@@ -35,7 +35,10 @@ struct code_entry {
     uint64_t qual_fp, file_fp;      /* fingerprints of the strings */
     uint64_t checked;               /* capture that last proved it */
     uint64_t staged;                /* capture << 1 | phase of prepare */
-    uint64_t gen_interp, gen_value; /* count of code objects freed then */
+    uint64_t gen_interp, gen_value; /* count of code objects freed then:
+                                       trusted while it stands (gen_interp
+                                       0: not trusted yet) */
+    uint64_t read_interp, read_gen; /* the count at the last reading proof */
     uint32_t version;               /* 3.12, 3.13: co_version when proved */
     uint64_t version_interp;        /* ... and the thread's interpreter */
     int32_t firstlineno;
@@ -288,6 +291,26 @@ static int same_object(const struct cpy_names *nm, const struct code_entry *e,
                (int32_t)cpy_load_u32(head, L->co_read, L->co_firstlineno);
 }
 
+/* A reading proof of e just showed the same object as before (same) or
+ * a new one: e is trusted through the count of code objects freed only
+ * from its second reading proof at one count. A first proof may have read
+ * an object freed an instant before the stop: 3.11 clears a returning
+ * frame (dropping its code) while it is still the thread's current frame,
+ * and a freed small object keeps its type and names until reused; a code
+ * object allocated there later, with no other freed in between, would
+ * then be trusted under the dead one's name. A second proof at the same
+ * count reads whatever is at the address then: the same object, alive
+ * (it is not freed without moving the count), or a new one (seen). */
+static void note_reading_proof(struct cpy_names *nm, struct code_entry *e, int same)
+{
+    int confirmed = same && nm->gen_ok && e->read_interp != 0 &&
+                    e->read_interp == nm->gen_interp && e->read_gen == nm->gen_now;
+    e->gen_interp = confirmed ? nm->gen_interp : 0;
+    e->gen_value = nm->gen_now;
+    e->read_interp = nm->gen_ok ? nm->gen_interp : 0;
+    e->read_gen = nm->gen_now;
+}
+
 /* The entry is proved for this capture: with lines, cur_lt is its table. */
 static struct code_entry *use_proved(struct cpy_names *nm, struct code_entry *e)
 {
@@ -316,8 +339,10 @@ static struct code_entry *code_resolve(struct cpy_names *nm, uint64_t addr)
     if (cpy_mem_fetch(nm->mem, addr, head, L->co_read) < 0 ||
         type_is(nm, u64(head, L->co_read, L->ob_type), &nm->code_type, "code") < 0)
         return NULL;
-    if (e != NULL && same_object(nm, e, head))
+    if (e != NULL && same_object(nm, e, head)) {
+        note_reading_proof(nm, e, 1);
         return use_proved(nm, e);
+    }
     int is_new = e == NULL;
     if (is_new && (e = code_insert(nm, addr)) == NULL)
         return NULL;
@@ -346,10 +371,13 @@ static struct code_entry *code_resolve(struct cpy_names *nm, uint64_t addr)
     e->lt_ptr = u64(head, L->co_read, L->co_linetable);
     e->code_units = units > UINT32_MAX ? UINT32_MAX : (uint32_t)units;
     e->checked = nm->capture_no;
-    /* the cheap proofs (generation, co_version) only for an entry whose
-     * strings were read: an unreadable name is tried again next time */
-    e->gen_interp = strs_ok ? nm->gen_interp : 0;
-    e->gen_value = nm->gen_now;
+    /* the cheap proofs (count of frees, co_version) only for an entry
+     * whose strings were read: an unreadable name is tried again next time */
+    if (strs_ok) {
+        note_reading_proof(nm, e, same);
+    } else {
+        e->gen_interp = e->read_interp = 0;
+    }
     e->version = strs_ok ? head_version(nm, head) : 0;
     e->version_interp = nm->gen_interp;
     if (!same) {

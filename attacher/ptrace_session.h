@@ -95,6 +95,8 @@ struct session {
      * 20 ms later at most (100 ms with a thousand threads and more: see
      * maybe_walk_ns), not a walk per sample. */
     int chld_maybe;
+    int poll_stops;             /* poll for a stop's status (set by the
+                                   sampler: not while the CPUs are contended) */
     uint32_t poll_misses;       /* stops in a row the poll did not see */
     uint32_t poll_skipped;      /* stops not polled since the last poll */
     pid_t chld_owed;            /* its status was collected before its SIGCHLD

@@ -297,6 +297,7 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 }
 
 #define PENDING_MAX 4096
+#define NOT_CODE_RELOAD_TICKS 64 /* see sample_thread */
 #define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
 #define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 
@@ -401,9 +402,15 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     int unknown;
     uint64_t live_before = unwinder_stats(s->uw)->stack_live_reads;
     int nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
-    if (unknown && s->maps_reload_tick != s->ticks) {
+    if ((unknown == UNWIND_NO_MAPPING && s->maps_reload_tick != s->ticks) ||
+        (unknown == UNWIND_NOT_CODE && s->ticks - s->maps_reload_tick >= NOT_CODE_RELOAD_TICKS)) {
         /* A library loaded since the last read of maps: read them again
-         * (at most once a tick) and unwind this sample again. */
+         * (at most once a tick) and unwind this sample again. A return
+         * address in memory that is not code: maps read while the loader
+         * had ld.so.cache mapped where a library later went (seen: 10% of
+         * a demo run's stacks cut short there), or an unwind gone astray;
+         * read them again, but not more often than every
+         * NOT_CODE_RELOAD_TICKS (a bad unwind may repeat every tick). */
         s->maps_reload_tick = s->ticks;
         if (reload_maps(s) == 0)
             nn = unwinder_run(s->uw, &s->snap, s->nat, MAX_NATIVE_FRAMES, &unknown);
@@ -681,6 +688,7 @@ static void tick(struct sampler *s)
     double interval_ns = s->o->interval * 1e9;
     int wall = s->o->mode == MODE_WALL;
     session_reap(s->sess);
+    s->sess->poll_stops = !cpu_contended(s);
     size_t n = read_threads(s);
     /* cpu mode visits the threads read (s->rd), wall mode every thread
      * (a quiet one repeats its last stack). Threads born during the tick,

@@ -663,8 +663,10 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
             break;
         const struct sym_mapping *m = find_map(u, ip);
         if (!m) {
-            *unknown = 1;
+            *unknown = UNWIND_NO_MAPPING;
             u->st.unknown_ips++;
+        } else if (!(m->prot & SYM_PROT_X) && !*unknown) {
+            *unknown = UNWIND_NOT_CODE;
         }
         int raw = m && lacks_table(u, m);
         out[n].ip = ip;

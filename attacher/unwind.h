@@ -46,10 +46,16 @@ int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps);
  * none. Returns 0, or -1 out of memory. */
 int unwinder_set_perfmap(struct unwinder *u, const char *path);
 /* Unwind one snapshot into out[0..max), innermost first. Returns the
- * number of frames (>= 1 when the IP is known). *unknown is set to 1 when
- * a frame's IP lies in no known mapping (the maps are stale: reload them
- * and unwind again). A frame's func is the start of its function from the
+ * number of frames (>= 1 when the IP is known). *unknown is set to
+ * UNWIND_NO_MAPPING when a frame's IP lies in no known mapping (the maps
+ * are stale: reload them and unwind again), else to UNWIND_NOT_CODE when
+ * one lies in a mapping that is not executable (the maps may be stale:
+ * read while a mapping that has since gone held those addresses, e.g.
+ * ld.so.cache during a dlopen; or the unwind went astray), else 0.
+ * A frame's func is the start of its function from the
  * unwind tables, or of its perf map entry for JIT code, 0 if unknown. */
+#define UNWIND_NO_MAPPING 1
+#define UNWIND_NOT_CODE 2
 int unwinder_run(struct unwinder *u, const struct snapshot *sn,
                  struct native_frame *out, int max, int *unknown);
 const struct unwind_stats *unwinder_stats(const struct unwinder *u);

@@ -182,7 +182,7 @@ def main():
         f.write("%d %#x %#x\n" % (os.getpid(), rt, sys.hexversion))
     os.rename(info + ".tmp", info)
     if mode == "threads":
-        while True:
+        while True:  # LOOP-SLEEP
             time.sleep(1)  # CALL-SLEEP
     MODES[mode]()  # CALL-MODE
 

@@ -256,7 +256,11 @@ def test_threads(target, interp, proof):
         assert [f.anchor for f in frames] == sorted(f.anchor for f in frames)
         if tid == t.pid:
             assert [f.qual for f in frames] == ["main", "<module>"]
-            assert [f.line for f in frames] == [t.marker("CALL-SLEEP"), t.marker("CALL-MAIN")]
+            # in the sleep, or (between two sleeps) at the loop's jump back,
+            # where the eval loop may hand the GIL to the spinning workers
+            # and wait for it (ms, under load)
+            assert frames[0].line in (t.marker("CALL-SLEEP"), t.marker("LOOP-SLEEP")), frames
+            assert frames[1].line == t.marker("CALL-MAIN"), frames
             seen.add("main")
             continue
         worker = frames[1].qual
