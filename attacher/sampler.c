@@ -298,6 +298,13 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 
 #define PENDING_MAX 4096
 #define NOT_CODE_RELOAD_TICKS 64 /* see sample_thread */
+/* Wall mode repeats a thread's last stack from its second idle check in a
+ * row: the first one after a sample may hide a short run (less CPU than
+ * STOP_CPU_NOISE_NS) from where it was sampled to where it blocks (seen:
+ * a thread sampled as it left a barrier, shown at the barrier for the
+ * whole run), so it is sampled once more. It costs a blocked thread one
+ * more stop each time it goes idle. */
+#define WALL_REPEAT_AFTER 2
 #define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
 #define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 
@@ -704,7 +711,6 @@ static void tick(struct sampler *s)
                 repeat_last(s, t);
             continue;
         }
-        int idle = t->idle_streak > 0;     /* read_delta judged it this tick */
         if (!wall) {
             if (delta <= 0)
                 continue;       /* first sight, or did not run */
@@ -729,7 +735,7 @@ static void tick(struct sampler *s)
             }
             if (sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX) == 0)
                 t->credit -= (double)k;
-        } else if (idle && t->last_n > 0) {
+        } else if (t->idle_streak >= WALL_REPEAT_AFTER && t->last_n > 0) {
             repeat_last(s, t);
         } else {
             sample_thread(s, t, 1);
