@@ -124,6 +124,7 @@ static void thread_reset(struct thread *t)
     t->last_n = -1;
     t->stack_lo = t->stack_hi = 0;
     t->stack_need = 0;
+    t->last_sp = 0;
     t->idle_streak = 0;
     t->next_check = 0;
     t->read_tick = 0;
@@ -580,32 +581,28 @@ static pid_t wait_stop(struct session *s, pid_t tid, int *status, uint64_t deadl
     sigaddset(&chld, SIGCHLD);
     if (!w->walk_after)
         w->walk_after = mono_ns() + STALE_WALK_NS;
-    if (!w->polled && poll_this_stop(s)) {
-        w->polled = 1;
-        uint64_t until = mono_ns() + POLL_NS;
-        for (;;) {
-            pid_t r = waitpid(tid, status, __WALL | WNOHANG);
-            if (r > 0) {
-                s->chld_owed = tid;     /* its SIGCHLD: taken at resume */
-                s->poll_misses = 0;
-                return r;
-            }
-            if (r < 0 || mono_ns() >= until)
-                break;
-            sched_yield();
-        }
-        if (s->poll_misses < UINT32_MAX)
-            s->poll_misses++;
-    }
+    int polling = !w->polled && poll_this_stop(s);
+    uint64_t poll_until = polling ? mono_ns() + POLL_NS : 0;
     w->polled = 1;
     for (;;) {
         pid_t r = waitpid(tid, status, __WALL | WNOHANG);
         if (r > 0) {
             s->chld_owed = tid;         /* its SIGCHLD: taken at resume */
+            if (polling)
+                s->poll_misses = 0;
             return r;
         }
         if (r < 0 && errno == EINTR)
             continue;
+        if (polling) {
+            if (r == 0 && mono_ns() < poll_until) {
+                sched_yield();
+                continue;
+            }
+            polling = 0;
+            if (s->poll_misses < UINT32_MAX)
+                s->poll_misses++;
+        }
         int unwaitable = r < 0;         /* ECHILD: not (any more) ours */
         if (w->walk || unwaitable) {
             r = walk_next(s, status);

@@ -51,6 +51,7 @@ struct thread {
     int last_n;                 /* words in last_words, -1 none */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
     uint32_t stack_need;        /* bytes above SP the last unwinds used */
+    uint64_t last_sp;           /* SP at the last snapshot, 0 none */
     int interrupt_pending;      /* PTRACE_INTERRUPT sent, its trap not yet seen */
     int resume_sig;             /* held in a signal-delivery-stop: resume with it */
     uint64_t interrupt_ns;      /* when (CLOCK_MONOTONIC) */

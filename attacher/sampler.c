@@ -367,6 +367,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (s->o->mem)
         current_rss(s);         /* the tick's RSS, read as close to the stack as
                                    can be without lengthening the stop */
+    snapshot_warm(&s->snap, t->tid, t->last_sp, t->stack_hi, t->stack_need);
     uint64_t t0 = mono_ns();
     if (session_stop_thread(s->sess, t) != 0)
         return 0;
@@ -394,6 +395,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     int ok = snapshot_take(&s->snap, &s->mem, t->tid, vm_tid, stack_end, s,
                            t->stack_need, s->dec) == 0;
     uint64_t t2 = mono_ns();
+    t->last_sp = ok ? s->snap.stack_lo : 0;
     session_resume_thread(s->sess, t);
     uint64_t t3 = mono_ns();
     record_stop(s, t3 - t0);

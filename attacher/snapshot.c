@@ -6,6 +6,11 @@
  * caller asks for what the thread's last unwinds used (plus a margin),
  * never past the end of the mapping that holds SP (no fault half-way on a
  * guard page); what the copy lacks the unwinder reads live, counted.
+ * A deep stack's copy is about twice as slow when its lines are in the
+ * cache of the CPU the thread ran on (measured on the 30-deep benchmark,
+ * ~90 KB: p50 23 -> 14 us, p99 60 -> 30 us warm), so the caller warms
+ * this CPU's cache with the older frames before the stop (snapshot_warm):
+ * that costs the tracer one more read, not the target any stop time.
  */
 #include "snapshot.h"
 #include "mono_clock.h"
@@ -14,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/uio.h>
 #include <time.h>
 
 int snapshot_init(struct snapshot *sn, size_t stack_cap)
@@ -71,4 +77,23 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
         sn->vm_ns = mono_ns() - t1;
     }
     return 0;
+}
+
+ssize_t snapshot_warm(struct snapshot *sn, pid_t tid, uint64_t last_sp, uint64_t stack_hi,
+                      size_t want)
+{
+    if (!last_sp || want <= SNAPSHOT_WARM_MIN)
+        return 0;
+    uint64_t lo = last_sp + SNAPSHOT_WARM_SKIP;
+    uint64_t hi = last_sp + want;
+    if (hi < last_sp || (stack_hi && hi > stack_hi))
+        hi = stack_hi;
+    if (hi <= lo)
+        return 0;
+    size_t len = hi - lo;
+    if (len > sn->stack_cap)
+        len = sn->stack_cap;
+    struct iovec local = { .iov_base = sn->stack, .iov_len = len };
+    struct iovec remote = { .iov_base = (void *)(uintptr_t)lo, .iov_len = len };
+    return process_vm_readv(tid, &local, 1, &remote, 1, 0);
 }

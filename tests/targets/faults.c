@@ -8,7 +8,8 @@
  *
  *   spin SEC THREADS        main + THREADS threads spin in spin_leaf()
  *   exitall SEC THREADS     like spin, then exit() while every thread spins
- *                           (the whole group dies at once)
+ *                           (the whole group dies at once); SEC counts
+ *                           from when a tracer holds it (waits up to 5 s)
  *   mainexit SEC THREADS    main calls pthread_exit(); the workers finish
  *   churn SEC               create and join short-lived threads for SEC s
  *   fork SEC                fork() children (and clone() ones with exit
@@ -88,6 +89,8 @@ static void *spin_forever(void *arg)
     return arg;
 }
 
+static int check_untraced(void);
+
 static int mode_spin(int threads, int how)
 {
     pthread_t t[256];
@@ -102,6 +105,10 @@ static int mode_spin(int threads, int how)
         fflush(stdout);
         pthread_exit(NULL);
     }
+    /* exitall: the SEC start once a tracer holds us, so a run that is
+     * slow to attach (a loaded machine) still samples before the exit. */
+    for (double end = wall() + 5; how == 1 && check_untraced() == 0 && wall() < end;)
+        usleep(1000);
     spin_until(wall() + seconds);
     printf("done\n");
     fflush(stdout);
