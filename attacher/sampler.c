@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <linux/perf_event.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "merge.h"
@@ -49,6 +50,7 @@
 
 #define VM_SEARCH_MAX 2.0       /* seconds a spawned command (after its last exec)
                                    has to publish a VM registry */
+#define TICK_TIMER_SLACK_NS 1000   /* see sampler_run */
 #define STACK_NEED_START (16 * 1024)
 #define STACK_NEED_MIN 4096
 
@@ -814,6 +816,10 @@ enum stop_reason sampler_run(struct sampler *s)
     sampler_signals(&set);
     stops = set;
     sigdelset(&stops, SIGCHLD);     /* left pending for session_reap */
+    /* The kernel may fire a sleeping task's timer up to its timer slack
+     * late (50 us by default) to batch wake-ups: at 10 kHz half a tick.
+     * Only the attacher's own timers are concerned. */
+    prctl(PR_SET_TIMERSLACK, TICK_TIMER_SLACK_NS, 0, 0, 0);
 
     double start = now_mono(), next = start, grid = start;
     /* xorshift64 for the dither, seeded per run */
