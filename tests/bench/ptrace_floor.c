@@ -5,7 +5,12 @@
  * A forked child spins; the parent seizes it and, every millisecond,
  * times PTRACE_INTERRUPT -> waitpid -> PTRACE_GETREGS -> one 4 KiB
  * process_vm_readv at the child's SP -> PTRACE_CONT, the minimal cycle a
- * sampler does. Prints "floor_us_p50=N floor_us_p99=N cycles=N".
+ * sampler does. Cycles alternate two ways of waiting for the stop:
+ * sleeping in waitpid, and polling it (WNOHANG, yielding between polls,
+ * as vmprof-attach does on an uncontended machine; on a VM a tracer that
+ * sleeps pays the host's wake-up of its CPU). Prints
+ * "floor_us_p50=N floor_us_p99=N polled_us_p50=N polled_us_p99=N cycles=N"
+ * (cycles of each kind).
  *
  *   ptrace_floor [CYCLES]      (default 2000)
  *
@@ -13,6 +18,7 @@
  * reaped on every path out of main.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,13 +55,16 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* One stop/snapshot/continue cycle; returns its duration in ns, or 0. */
-static uint64_t one_cycle(pid_t child, char *page)
+static uint64_t one_cycle(pid_t child, char *page, int poll)
 {
     uint64_t t0 = now_ns();
     if (ptrace(PTRACE_INTERRUPT, child, 0, 0) < 0)
         return 0;
     int status;
-    if (waitpid(child, &status, __WALL) != child || !WIFSTOPPED(status))
+    pid_t r;
+    while ((r = waitpid(child, &status, __WALL | (poll ? WNOHANG : 0))) == 0)
+        sched_yield();
+    if (r != child || !WIFSTOPPED(status))
         return 0;
     struct user_regs_struct regs;
     if (ptrace(PTRACE_GETREGS, child, 0, &regs) < 0)
@@ -69,19 +78,24 @@ static uint64_t one_cycle(pid_t child, char *page)
     return now_ns() - t0;
 }
 
-static int measure(pid_t child, uint64_t *v, int n)
+/* n cycles of each kind, alternated: v (sleeping) and vp (polling). */
+static int measure(pid_t child, uint64_t *v, uint64_t *vp, int n)
 {
     static char page[4096];
     struct timespec gap = { 0, 1000000 };
-    int got = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < 2 * n; i++) {
         nanosleep(&gap, NULL);
-        uint64_t d = one_cycle(child, page);
+        uint64_t d = one_cycle(child, page, i % 2);
         if (!d)
             return -1;
-        v[got++] = d;
+        (i % 2 ? vp : v)[i / 2] = d;
     }
-    return got;
+    return n;
+}
+
+static double pct_us(uint64_t *v, int n, int pct)
+{
+    return (double)v[(size_t)n * (size_t)pct / 100] / 1000.0;
 }
 
 int main(int argc, char **argv)
@@ -91,8 +105,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: ptrace_floor [CYCLES], 1..%d\n", MAX_CYCLES);
         return 2;
     }
-    uint64_t *v = calloc((size_t)n, sizeof(*v));
-    if (!v)
+    uint64_t *v = calloc((size_t)n, sizeof(*v)), *vp = calloc((size_t)n, sizeof(*vp));
+    if (!v || !vp)
         return 1;
     pid_t parent = getpid();
     pid_t child = fork();
@@ -109,16 +123,19 @@ int main(int argc, char **argv)
     int rc = 1, got = -1;
     if (ptrace(PTRACE_SEIZE, child, 0, 0) < 0)
         fprintf(stderr, "ptrace_floor: PTRACE_SEIZE: %s\n", strerror(errno));
-    else if ((got = measure(child, v, n)) < 0)
+    else if ((got = measure(child, v, vp, n)) < 0)
         fprintf(stderr, "ptrace_floor: a stop cycle failed: %s\n", strerror(errno));
     if (got > 0) {
         qsort(v, (size_t)got, sizeof(*v), cmp_u64);
-        printf("floor_us_p50=%.1f floor_us_p99=%.1f cycles=%d\n", (double)v[got / 2] / 1000.0,
-               (double)v[(size_t)got * 99 / 100] / 1000.0, got);
+        qsort(vp, (size_t)got, sizeof(*vp), cmp_u64);
+        printf("floor_us_p50=%.1f floor_us_p99=%.1f polled_us_p50=%.1f polled_us_p99=%.1f "
+               "cycles=%d\n", pct_us(v, got, 50), pct_us(v, got, 99), pct_us(vp, got, 50),
+               pct_us(vp, got, 99), got);
         rc = 0;
     }
     kill(child, SIGKILL);
     waitpid(child, NULL, __WALL);
     free(v);
+    free(vp);
     return rc;
 }
