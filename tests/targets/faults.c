@@ -74,6 +74,28 @@ static void spin_until(double end)
         spin_leaf(5000);
 }
 
+/* 0 when this process is neither traced nor stopped. */
+static int check_untraced(void)
+{
+    char line[256];
+    int bad = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "TracerPid:", 10) == 0 && atoi(line + 10) != 0)
+            bad = 2;
+    fclose(f);
+    return bad;
+}
+
+/* Waits until a tracer holds this process, 5 s at most. */
+static void wait_traced(void)
+{
+    for (double end = wall() + 5; check_untraced() == 0 && wall() < end;)
+        usleep(1000);
+}
+
 /* ---- spin, exitall, mainexit ------------------------------------------ */
 
 static void *spin_worker(void *arg)
@@ -88,8 +110,6 @@ static void *spin_forever(void *arg)
         spin_leaf(5000);
     return arg;
 }
-
-static int check_untraced(void);
 
 static int mode_spin(int threads, int how)
 {
@@ -107,8 +127,8 @@ static int mode_spin(int threads, int how)
     }
     /* exitall: the SEC start once a tracer holds us, so a run that is
      * slow to attach (a loaded machine) still samples before the exit. */
-    for (double end = wall() + 5; how == 1 && check_untraced() == 0 && wall() < end;)
-        usleep(1000);
+    if (how == 1)
+        wait_traced();
     spin_until(wall() + seconds);
     printf("done\n");
     fflush(stdout);
@@ -151,21 +171,6 @@ static int mode_churn(void)
 }
 
 /* ---- fork ---------------------------------------------------------------- */
-
-/* 0 when this process is neither traced nor stopped. */
-static int check_untraced(void)
-{
-    char line[256];
-    int bad = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "TracerPid:", 10) == 0 && atoi(line + 10) != 0)
-            bad = 2;
-    fclose(f);
-    return bad;
-}
 
 static int clone_child(void *arg)
 {
@@ -387,15 +392,15 @@ __attribute__((noinline)) static void prof_work(double cpu_end)
         spin_leaf(5000);
 }
 
-static int mode_sigprof(double cpu, long usec, int wait_traced)
+static int mode_sigprof(double cpu, long usec, int traced)
 {
     struct sigaction sa = { .sa_handler = on_prof, .sa_flags = SA_RESTART };
     sigaction(SIGPROF, &sa, NULL);
     ready();
     /* "traced": start the timer only once a tracer holds us, so that every
      * tick happens under it (at most 5 s). */
-    for (double end = wall() + 5; wait_traced && check_untraced() == 0 && wall() < end;)
-        usleep(1000);
+    if (traced)
+        wait_traced();
     struct itimerval it = { { 0, usec }, { 0, usec } };
     double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     setitimer(ITIMER_PROF, &it, NULL);
