@@ -360,6 +360,8 @@ static void adapt_stack_need(struct sampler *s, struct thread *t, int nn, uint64
     t->stack_need = (uint32_t)need;
 }
 
+static int cpu_contended(struct sampler *s);
+
 /* Stop, snapshot, resume, then build and write the stack `repeat` times. */
 /* Returns 0 when a sample was taken (or the thread is gone), 1 when the
  * stop was deferred: see OFFCPU_STOP_NS. */
@@ -369,6 +371,10 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (s->o->mem)
         current_rss(s);         /* the tick's RSS, read as close to the stack as
                                    can be without lengthening the stop */
+    /* whether the stop polls for its status (ptrace_session.c): read once
+     * a tick, by the tick's first stop; a tick that stops nothing reads
+     * no /proc/loadavg */
+    s->sess->poll_stops = !cpu_contended(s);
     snapshot_warm(&s->snap, t->tid, t->last_sp, t->stack_hi, t->stack_need);
     uint64_t t0 = mono_ns();
     if (session_stop_thread(s->sess, t) != 0)
@@ -699,7 +705,6 @@ static void tick(struct sampler *s)
     double interval_ns = s->o->interval * 1e9;
     int wall = s->o->mode == MODE_WALL;
     session_reap(s->sess);
-    s->sess->poll_stops = !cpu_contended(s);
     size_t n = read_threads(s);
     /* cpu mode visits the threads read (s->rd), wall mode every thread
      * (a quiet one repeats its last stack). Threads born during the tick,
