@@ -79,6 +79,9 @@ int snapshot_take(struct snapshot *sn, struct remote_mem *mem, pid_t tid, pid_t 
     return 0;
 }
 
+/* A plain process_vm_readv, not remote_mem's: this read is not part of
+ * any sample, and must not count in the reads, bytes and faults that
+ * --stats reports for the samples. */
 ssize_t snapshot_warm(struct snapshot *sn, pid_t tid, uint64_t last_sp, uint64_t stack_hi,
                       size_t want)
 {
