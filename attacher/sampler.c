@@ -1,13 +1,18 @@
 /*
  * sampler.c - the tick loop (see sampler.h).
  *
- * Deadlines are absolute (start + k * interval, plus a dither of up to
- * half an interval either way, new for every tick): a slow tick makes the
- * next wait shorter, never shifts the schedule; ticks that could not run
- * at all are counted as missed, not made up for. The dither keeps a
- * strictly periodic tick from aliasing with periodic work (a loop whose
- * round is near a multiple of the interval is otherwise sampled at the
- * same few points of its round for seconds at a time).
+ * Deadlines are absolute: each is the one before plus the interval times
+ * a random factor in [0.5, 1.5), new for every tick (mean: one interval).
+ * A slow tick makes the next wait shorter, never shifts the schedule;
+ * ticks that could not run at all are counted as missed, not made up for.
+ * The dither keeps a strictly periodic tick from aliasing with periodic
+ * work (a loop whose round is near a multiple of the interval is otherwise
+ * sampled at the same few points of its round for seconds at a time).
+ * It is drawn per gap, not around a fixed grid (k * interval + up to half
+ * an interval either way, as before), so two deadlines are never less
+ * than half an interval apart: around a grid they could fall together,
+ * and at 10 kHz most ticks missed after the first second were a tick of
+ * 70-110 us whose next deadline had come 7-50 us after its own.
  *
  * What a sample means (--mode):
  *   cpu  a thread earns credit equal to the CPU time it used since the
@@ -826,7 +831,7 @@ enum stop_reason sampler_run(struct sampler *s)
      * Only the attacher's own timers are concerned. */
     prctl(PR_SET_TIMERSLACK, TICK_TIMER_SLACK_NS, 0, 0, 0);
 
-    double start = now_mono(), next = start, grid = start;
+    double start = now_mono(), next = start;
     /* xorshift64 for the dither, seeded per run */
     uint64_t rng = ((uint64_t)getpid() << 32) ^ (uint64_t)(start * 1e9) ^ 0x9E3779B97F4A7C15ull;
     double dur = s->o->duration;
@@ -873,14 +878,13 @@ enum stop_reason sampler_run(struct sampler *s)
         if (late >= s->o->interval) {
             uint64_t missed = (uint64_t)(late / s->o->interval);
             s->missed_ticks += missed;
-            grid += (double)missed * s->o->interval;
+            next += (double)missed * s->o->interval;
         }
-        grid += s->o->interval;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        /* uniform in [-interval/2, interval/2) */
-        next = grid + s->o->interval * ((double)(rng >> 11) * 0x1p-53 - 0.5);
+        /* the next gap: uniform in [interval/2, 3 * interval/2) */
+        next += s->o->interval * ((double)(rng >> 11) * 0x1p-53 + 0.5);
         s->ticks++;
         if (s->sess->exec_seen) {
             s->sess->exec_seen = 0;

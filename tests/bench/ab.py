@@ -4,7 +4,7 @@ runs (A, B, B, A, ...) in one invocation, medians per binary.
 
     python3 tests/bench/ab.py --a OLD/vmprof-attach --b NEW/vmprof-attach \
         --shim build/target-shim/libvmprof-shim.so [--rounds 3] [--seconds 8]
-        [--only idle1000,idle100,deep,rate1k,rate10k]
+        [--only idle1000,idle100,deep,rate1k,rate5k,rate10k]
 
 Per run: the target (workload.py or deep.py, --wait-tracer) is started,
 the binary attaches with -p --stats, the attacher's CPU (schedstat of its
@@ -32,6 +32,7 @@ SCENARIOS = {
     "idle100": (["workload.py", "--forever", "--idle", "100"], 0.004),
     "deep": (["deep.py", "--depth", "30", "--seconds", "600"], 0.004),
     "rate1k": (["workload.py", "--forever"], 0.001),
+    "rate5k": (["workload.py", "--forever"], 0.0002),
     "rate10k": (["workload.py", "--forever"], 0.0001),
 }
 
