@@ -15,7 +15,9 @@ Sections (the issue's list):
    bare vs in-process vmprof vs vmprof-attach on the venv's python (vmprof's
    wheel is built for that one);
  2 stop time per sample on a 30-deep mixed Python/C stack, next to the bare
-   ptrace stop/continue cycle measured on the same machine;
+   ptrace stop/continue cycle measured on the same machine; and the pause
+   a sample costs the target as the target itself sees it (pause_probe.c,
+   a native loop timing its own gaps, bare and profiled at 250 Hz, 1 kHz);
  3 1 busy + 100 / 1000 idle threads: attacher CPU and target slowdown;
  4 the highest rate one busy thread sustains with < 1% missed ticks;
  5 end of run: SIGINT to exit with >= 100k samples in the log;
@@ -48,6 +50,7 @@ class Ctx:
         self.attach = os.path.join(a.build, "attacher", "vmprof-attach")
         self.shim = os.path.join(a.build, "target-shim", "libvmprof-shim.so")
         self.floor = a.floor
+        self.probe = a.probe
         self.venv_py = os.path.join(a.venv, "bin", "python")
         self.pyspy = os.path.join(a.venv, "bin", "py-spy")
         self.workload = os.path.join(HERE, "workload.py")
@@ -346,6 +349,68 @@ def floor_run(c):
     return {"stats": bl.parse_stats(r["out"], "floor_us_p50=")}
 
 
+def probe_run(c, interval):
+    """pause_probe bare (interval None) or under vmprof-attach -p: the time
+    it lost in gaps, its gap count, and for the profiled run the stops
+    made while it measured (the run's stops scaled to its measuring
+    window: the attacher also stops it before it says "go")."""
+    if not c.probe or not os.path.exists(c.probe):
+        raise bl.RunError("pause_probe not built")
+    secs = 3 if c.quick else 6
+
+    def parse(line):
+        f = line.split()
+        if len(f) < 5:
+            raise bl.RunError(f"bad probe line: {line!r}")
+        return {"lost_ns": float(f[1]), "gaps": float(f[2]), "secs": secs}
+    if interval is None:
+        r = bl.run([c.probe, str(secs)])
+        line = next((x for x in r["out"].splitlines() if x.startswith("probe-lost")), "")
+        if r["rc"] != 0 or not line:
+            raise bl.RunError(f"exit {r['rc']}: {bl.tail(r['err'])}")
+        return parse(line)
+    out = c.out("probe")
+    t0 = time.monotonic()
+    a = bl.Attached([c.probe, str(secs), "--wait-tracer"], c.env(),
+                    c.attach_argv(interval, out), out + ".err")
+    try:
+        line = a.lines.until("probe-lost", secs + 60)
+        t_end = time.monotonic()
+        f = a.finish("target-exits")
+    except Exception:
+        a.kill()
+        raise
+    if f["rc"] != 0:
+        raise bl.RunError(f"vmprof-attach exit {f['rc']}: {bl.tail(f['err'])}")
+    got = parse(line)
+    got["stats"] = st = bl.parse_stats(f["err"])
+    got["stops"] = st.get("stops", 0) * (t_end - a.go) / max(t_end - t0, 1e-9)
+    return got
+
+
+def probe_rows(c):
+    """Section 2's second half: the pause per sample as the target sees it."""
+    configs = [{"name": "probe-bare", "interval": None}] + \
+        [{"name": f"probe-{hz}", "interval": iv} for hz, iv in RATES]
+    res = alternate(c, "2 (pause probe)", configs, lambda cfg: probe_run(c, cfg["interval"]))
+    bare = bl.median([v["lost_ns"] / v["secs"] for v in res["probe-bare"] if v])
+    for hz, _ in RATES:
+        runs = [v for v in res[f"probe-{hz}"] if v]
+        pause = None if bare is None else bl.median(
+            [(v["lost_ns"] / v["secs"] - bare) * v["secs"] / v["stops"] / 1e3
+             for v in runs if v["stops"] > 0])
+        lost = bl.median([v["lost_ns"] / v["secs"] / 1e7 for v in runs])
+        note = ("as the target sees it: a native loop's time lost in gaps > 2 us, less "
+                "its bare runs', per stop (the stop the attacher times plus the trap into "
+                "it, the CPU's wake-up after it and the clock-read interrupts)")
+        note += f"; attacher's stop p50 {us(stat_median(runs, 'stop_us_p50'))} us"
+        if lost is not None and bare is not None:
+            note += f"; the loop lost {lost:.2f}% of its time ({bare / 1e7:.2f}% bare)"
+        note += failures(res[f"probe-{hz}"])
+        c.row(2, "target's pause per sample", f"native loop, -p, {hz} Hz",
+              "n/a" if pause is None else f"{pause:.0f} us", len(runs), note)
+
+
 def section2(c):
     log("section 2: stop time, 30-deep mixed stack")
     secs = 4 if c.quick else 8
@@ -391,6 +456,7 @@ def section2(c):
           "; ".join(x for x in (floor_note(fp99, pp99),
                                 "" if mx is None else f"median max {mx:.0f} us") if x) + fail,
           "<= 150 us", verdict(None if p99 is None else p99 <= 150))
+    probe_rows(c)
 
 
 def section3(c):
@@ -633,6 +699,7 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--venv", required=True)
     ap.add_argument("--floor", default="")
+    ap.add_argument("--probe", default="")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="")
     ap.add_argument("--raw", default="", help="also write every run's numbers as JSON here")
