@@ -89,6 +89,8 @@ struct sampler {
 
     /* statistics */
     uint64_t deferred;          /* cpu-mode stops let go: thread was off-CPU */
+    uint64_t read_in_stop;      /* busy threads' CPU read while stopped */
+    uint64_t guess_misses;      /* ... that had not earned a sample after all */
     uint64_t ticks, missed_ticks, samples, repeated, unwind_calls;
     uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
