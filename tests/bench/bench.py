@@ -173,11 +173,13 @@ def run_workload(c, cfg, extra_args=()):
     return res
 
 
-def run_attached(c, work, interval, out, extra=()):
-    a = bl.Attached(work + ["--wait-tracer"], c.env(preload=True),
-                    c.attach_argv(interval, out, extra), out + ".err")
+def attached_run(c, target, env, interval, out, read, extra=()):
+    """A target that follows workload.py's --wait-tracer protocol, under
+    vmprof-attach -p; read(a) takes the target's figures while it runs
+    (a: benchlib.Attached). Returns them with the attacher's "stats"."""
+    a = bl.Attached(target, env, c.attach_argv(interval, out, extra), out + ".err")
     try:
-        res = a.wait_target_time()
+        res = read(a)
         f = a.finish("target-exits")
     except Exception:
         a.kill()
@@ -186,6 +188,11 @@ def run_attached(c, work, interval, out, extra=()):
         raise bl.RunError(f"vmprof-attach exit {f['rc']}: {bl.tail(f['err'])}")
     res["stats"] = bl.parse_stats(f["err"])
     return res
+
+
+def run_attached(c, work, interval, out, extra=()):
+    return attached_run(c, work + ["--wait-tracer"], c.env(preload=True), interval, out,
+                        lambda a: a.wait_target_time(), extra)
 
 
 def alternate(c, section, configs, one_run):
@@ -369,22 +376,16 @@ def probe_run(c, interval):
         if r["rc"] != 0 or not line:
             raise bl.RunError(f"exit {r['rc']}: {bl.tail(r['err'])}")
         return parse(line)
-    out = c.out("probe")
     t0 = time.monotonic()
-    a = bl.Attached([c.probe, str(secs), "--wait-tracer"], c.env(),
-                    c.attach_argv(interval, out), out + ".err")
-    try:
-        line = a.lines.until("probe-lost", secs + 60)
+
+    def read(a):
+        got = parse(a.lines.until("probe-lost", secs + 60))
         t_end = time.monotonic()
-        f = a.finish("target-exits")
-    except Exception:
-        a.kill()
-        raise
-    if f["rc"] != 0:
-        raise bl.RunError(f"vmprof-attach exit {f['rc']}: {bl.tail(f['err'])}")
-    got = parse(line)
-    got["stats"] = st = bl.parse_stats(f["err"])
-    got["stops"] = st.get("stops", 0) * (t_end - a.go) / max(t_end - t0, 1e-9)
+        got["window"] = (t_end - a.go) / max(t_end - t0, 1e-9)
+        return got
+    got = attached_run(c, [c.probe, str(secs), "--wait-tracer"], c.env(), interval,
+                       c.out("probe"), read)
+    got["stops"] = got["stats"].get("stops", 0) * got.pop("window")
     return got
 
 
