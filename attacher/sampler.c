@@ -17,7 +17,9 @@
  * What a sample means (--mode):
  *   cpu  a thread earns credit equal to the CPU time it used since the
  *        last tick (schedstat), in intervals; each whole interval is one
- *        sample of its stack. A thread that did not run is not stopped.
+ *        sample of its stack. A thread that did not run is not stopped
+ *        (except once, a busy one that has just gone to sleep: see "Busy
+ *        threads").
  *   wall every live thread every tick; a thread whose CPU time has not
  *        moved since its last sample is not stopped: its last stack is
  *        repeated.
@@ -315,6 +317,8 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 #define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
 #define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
+#define NOT_READ INT64_MIN      /* tick_delta(): the thread was not read this tick */
+#define READ_FAILED (INT64_MIN + 1)
 
 /* Write a sample, or keep it until the log is open. */
 static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat)
@@ -373,8 +377,8 @@ static int64_t read_delta(struct sampler *s, struct thread *t);
  * repeat 0: t is a busy thread not read this tick (see BUSY_MIN), its
  * clock is read during the stop and the samples it earned are written
  * (its credit settled here). Returns 0 when a sample was taken (or the
- * thread is gone, or had earned none), 1 when the stop was deferred: see
- * OFFCPU_STOP_NS. */
+ * thread is gone or could not be stopped, or had earned none), 1 when the
+ * stop was deferred: see OFFCPU_STOP_NS. */
 static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
     pid_t vm_tid = s->dec ? thread_ns_tid(s, t) : t->tid;
@@ -382,8 +386,8 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
         current_rss(s);         /* the tick's RSS, read as close to the stack as
                                    can be without lengthening the stop */
     /* whether the stop polls for its status (ptrace_session.c): read once
-     * a tick, by the tick's first stop; a tick that stops nothing reads
-     * no /proc/loadavg */
+     * a tick (here or for a busy thread in read_threads); a tick that
+     * stops nothing and has no busy thread reads no /proc/loadavg */
     s->sess->poll_stops = !cpu_contended(s);
     snapshot_warm(&s->snap, t->tid, t->last_sp, t->stack_hi, t->stack_need);
     uint64_t t0 = mono_ns();
@@ -423,7 +427,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
         int k = t->credit >= 1.0 ? (int)t->credit : 0;
         t->credit -= (double)k;
         repeat = k < CATCH_UP_MAX ? k : CATCH_UP_MAX;
-        if (k == 0)
+        if (k == 0 && d != READ_FAILED)
             s->guess_misses++;
     }
     session_resume_thread(s->sess, t);
@@ -502,8 +506,6 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 #define PROC_CLOCK_EVERY_MAX IDLE_BACKOFF_MAX /* and at least every 16 ticks: a
                                    quiet thread that starts to run is read
                                    again within 16 to 32 ticks */
-#define NOT_READ INT64_MIN      /* tick_delta(): the thread was not read this tick */
-#define READ_FAILED (INT64_MIN + 1)
 #define ONCPU_WAIT_MAX 16       /* ticks a preempted thread's sample waits for
                                    it to be on a CPU, at most */
 
@@ -520,7 +522,8 @@ static int is_quiet(const struct thread *t)
 }
 
 /* Reads t's CPU time: returns what it used since the last read (-1 at
- * the first), or READ_FAILED; updates its idle streak. */
+ * the first), or READ_FAILED; updates its idle streak and busy fraction,
+ * and settles in s->unexplained what est_cpu counted for it meanwhile. */
 static int64_t read_delta(struct sampler *s, struct thread *t)
 {
     int64_t cpu = thread_cpu_ns(s, t);
@@ -566,17 +569,25 @@ static int64_t read_delta(struct sampler *s, struct thread *t)
  * earned a whole interval of credit, and its clock is read during the
  * stop, where the read is local (~1 us). The credit comes from that exact
  * read: an estimate decides when to stop, never how many samples. A
- * thread found to have earned none after all (guess_misses) is read
- * before its next stops again, until it is busy again. Not when the CPUs
- * are contended: there a busy thread may be waiting for a CPU, which the
- * on-CPU test must see first. */
+ * thread found to have earned none after all (guess_misses: it went to
+ * sleep) has its busy fraction measured again by that read, and is read
+ * before its stops while it stays below BUSY_MIN. A guessed stop that
+ * does not get as far as the read (the thread could not be stopped, was
+ * let go off-CPU, or vanished) clears the fraction: the next tick reads
+ * the thread first (a thread asleep in D state is not stopped tick after
+ * tick). Not when the CPUs are contended: there a busy thread may be
+ * waiting for a CPU, which the on-CPU test must see first. */
 #define BUSY_MIN 0.9
 #define GUESSED (INT64_MIN + 2) /* tick_delta(): estimated, read in the stop */
 #define GUESS_CREDIT 1.02       /* estimated credit that starts the stop */
+#define GUESS_SPAN_MAX 4        /* intervals since its last read, at most (a
+                                   thread back from a group-stop is read) */
 
-static int busy_thread(const struct thread *t)
+static int busy_thread(const struct sampler *s, const struct thread *t, uint64_t now)
 {
-    return t->task_clock && t->cpu_read_ns && t->busy >= BUSY_MIN && !t->deferrals;
+    return t->task_clock && t->cpu_read_ns && t->busy >= BUSY_MIN && !t->deferrals &&
+           now >= t->cpu_read_ns &&
+           now - t->cpu_read_ns <= (uint64_t)(s->o->interval * 1e9 * GUESS_SPAN_MAX);
 }
 
 /* Counts t's estimated CPU since the last estimate as explained (the
@@ -601,7 +612,8 @@ static int64_t process_cpu_ns(struct sampler *s)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Marks t read this tick, with what it used (read_delta's result). */
+/* Marks t read this tick, with what it used (read_delta's result:
+ * READ_FAILED too) or GUESSED (est_cpu). */
 static void note_read(struct sampler *s, struct thread *t, uint32_t i, int64_t d)
 {
     t->tick_delta = d;
@@ -609,8 +621,8 @@ static void note_read(struct sampler *s, struct thread *t, uint32_t i, int64_t d
     s->rd[s->nrd++] = i;
 }
 
-/* What t used since the last read if it was read this tick, else
- * NOT_READ. */
+/* What t used since the last read if it was read this tick (or
+ * READ_FAILED, GUESSED), else NOT_READ. */
 static int64_t tick_delta(const struct sampler *s, const struct thread *t)
 {
     return t->read_tick == s->ticks ? t->tick_delta : NOT_READ;
@@ -670,14 +682,16 @@ static size_t read_threads(struct sampler *s)
     }
     int64_t lag = 0;
     size_t kept = 0;
-    int guess = s->o->mode == MODE_CPU && !cpu_contended(s);
+    int guess = s->o->mode == MODE_CPU;
+    uint64_t now = guess ? mono_ns() : 0;
     for (size_t j = 0; j < s->nact; j++) {
         uint32_t i = s->act[j];
         struct thread *t = ss->v[i];
         if (t->state != THREAD_RUNNING || is_quiet(t))
             continue;           /* out of act until a sweep or a change */
         s->act[kept++] = i;
-        int64_t d = guess && busy_thread(t) ? est_cpu(s, t) : read_delta(s, t);
+        int64_t d = guess && busy_thread(s, t, now) && !cpu_contended(s) ? est_cpu(s, t)
+                                                                         : read_delta(s, t);
         note_read(s, t, i, d);
         if ((d == GUESSED || d >= STOP_CPU_NOISE_NS) && t->task_clock)
             lag += TASK_CLOCK_LAG_NS;
@@ -790,8 +804,10 @@ static void tick(struct sampler *s)
         if (!wall) {
             if (delta == GUESSED) {
                 /* busy: stopped once its estimate earns a sample, read there */
-                if (t->credit + (double)t->est_ns / interval_ns >= GUESS_CREDIT)
+                if (t->credit + (double)t->est_ns / interval_ns >= GUESS_CREDIT) {
+                    t->busy = 0;        /* measured again by the read in the stop */
                     sample_thread(s, t, 0);
+                }
                 continue;
             }
             if (delta <= 0)

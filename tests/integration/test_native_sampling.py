@@ -122,6 +122,37 @@ def test_spawn_mode_profiles_until_exit(tmp_path):
     assert abs(share(samples, "split_hot") - 0.75) < 0.08
 
 
+BURSTS = """
+import time
+for _ in range(%d):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.25:
+        pass
+    time.sleep(0.25)
+print("done cpu=%%.6f" %% time.process_time())
+"""
+
+
+def test_bursty_thread_sampled_exactly_and_not_stopped_asleep(tmp_path):
+    # A thread busy 0.25 s, then asleep 0.25 s, 6 times, at 1 kHz. While
+    # busy its CPU clock is read inside its stop, not before (sampler.c,
+    # "Busy threads"): the number of samples must still follow its CPU time
+    # exactly, and each fall asleep may cost at most one stop that earns
+    # nothing (guess_misses), never one stop per tick while it sleeps.
+    bursts = 6
+    out = tmp_path / "bursts.prof"
+    r = attach(["-i", "0.001", "--stats", "-o", str(out), "--",
+                "python3", "-c", BURSTS % bursts], timeout=60)
+    assert r.returncode == 0, r.stderr
+    stats, samples = read_vmprof(str(out))
+    cpu = float(r.stdout.split("done cpu=")[1].split()[0])
+    assert abs(len(samples) - cpu / 0.001) < 0.1 * cpu / 0.001 + 10, (len(samples), cpu)
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", r.stderr.split("stats:")[1]))
+    assert int(kv["guess_misses"]) <= bursts + 2, kv
+    # stops: about one a sample while busy, none while asleep
+    assert int(kv["stops"]) <= len(samples) + bursts + 10, kv
+
+
 def test_spawn_mode_reflects_command_failure(tmp_path):
     out = tmp_path / "false.prof"
     r = attach(["-o", str(out), "--", "sh", "-c", "exit 3"], timeout=60)
