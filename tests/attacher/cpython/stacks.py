@@ -180,8 +180,8 @@ def main():
         run_threads()
     with open(info + ".tmp", "w") as f:
         f.write("%d %#x %#x\n" % (os.getpid(), rt, sys.hexversion))
-    os.rename(info + ".tmp", info)
-    if mode == "threads":
+    os.rename(info + ".tmp", info)  # INFO-WRITTEN
+    if mode == "threads":  # TO-THREADS-LOOP
         while True:  # LOOP-SLEEP
             time.sleep(1)  # CALL-SLEEP
     MODES[mode]()  # CALL-MODE

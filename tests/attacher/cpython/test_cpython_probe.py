@@ -258,8 +258,12 @@ def test_threads(target, interp, proof):
             assert [f.qual for f in frames] == ["main", "<module>"]
             # in the sleep, or (between two sleeps) at the loop's jump back,
             # where the eval loop may hand the GIL to the spinning workers
-            # and wait for it (ms, under load)
-            assert frames[0].line in (t.marker("CALL-SLEEP"), t.marker("LOOP-SLEEP")), frames
+            # and wait for it (ms, under load); or, at the first capture,
+            # not yet there: between writing the file that lets the probe
+            # start and the loop (seen once in CI, on 3.14)
+            assert frames[0].line in (t.marker("CALL-SLEEP"), t.marker("LOOP-SLEEP"),
+                                      t.marker("INFO-WRITTEN"),
+                                      t.marker("TO-THREADS-LOOP")), frames
             assert frames[1].line == t.marker("CALL-MAIN"), frames
             seen.add("main")
             continue
