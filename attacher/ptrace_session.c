@@ -122,7 +122,6 @@ static void thread_reset(struct thread *t)
     t->cpu_ns = 0;
     t->cpu_read_ns = 0;
     t->busy = 0;
-    t->est_from_ns = 0;
     t->est_ns = 0;
     t->credit = 0;
     t->last_n = -1;

@@ -43,8 +43,8 @@ struct thread {
     uint64_t cpu_ns;            /* CPU time at the last check */
     uint64_t cpu_read_ns;       /* when (CLOCK_MONOTONIC) it was read, 0 never */
     double busy;                /* CPU over wall time between the last two reads */
-    uint64_t est_from_ns;       /* cpu mode, busy thread: CPU estimated from then */
-    int64_t est_ns;             /* ... and so far, not yet read (sampler.c) */
+    int64_t est_ns;             /* cpu mode, busy thread: CPU estimated since
+                                   cpu_read_ns, not yet read (sampler.c) */
     double credit;              /* cpu mode: intervals earned, not yet sampled */
     uint32_t idle_streak;       /* consecutive checks that found no CPU used */
     uint32_t deferrals;         /* cpu mode: off-CPU stops let go in a row */

@@ -538,7 +538,6 @@ static int64_t read_delta(struct sampler *s, struct thread *t)
     /* what was counted for it on a guess (est_cpu) is now known exactly */
     s->unexplained -= (delta > 0 ? delta : 0) - t->est_ns;
     t->est_ns = 0;
-    t->est_from_ns = 0;
     /* Our own stop costs a blocked thread a few microseconds of CPU
      * (the trap, the restarted system call): that is not running. (A
      * larger allowance after our own stop, 250 us, was tried against a
@@ -590,16 +589,14 @@ static int busy_thread(const struct sampler *s, const struct thread *t, uint64_t
            now - t->cpu_read_ns <= (uint64_t)(s->o->interval * 1e9 * GUESS_SPAN_MAX);
 }
 
-/* Counts t's estimated CPU since the last estimate as explained (the
- * read in the stop settles it: read_delta); returns GUESSED. */
-static int64_t est_cpu(struct sampler *s, struct thread *t)
+/* Estimates t's CPU from its last read to now (busy_thread(t, now)) and
+ * counts what the estimate grew by as explained (the read in the stop
+ * settles it: read_delta); returns GUESSED. */
+static int64_t est_cpu(struct sampler *s, struct thread *t, uint64_t now)
 {
-    uint64_t now = mono_ns();
-    uint64_t from = t->est_from_ns ? t->est_from_ns : t->cpu_read_ns;
-    int64_t e = now > from ? (int64_t)((double)(now - from) * t->busy) : 0;
-    t->est_ns += e;
-    t->est_from_ns = now;
-    s->unexplained -= e;
+    int64_t est = (int64_t)((double)(now - t->cpu_read_ns) * t->busy);
+    s->unexplained -= est - t->est_ns;
+    t->est_ns = est;
     return GUESSED;
 }
 
@@ -690,7 +687,7 @@ static size_t read_threads(struct sampler *s)
         if (t->state != THREAD_RUNNING || is_quiet(t))
             continue;           /* out of act until a sweep or a change */
         s->act[kept++] = i;
-        int64_t d = guess && busy_thread(s, t, now) && !cpu_contended(s) ? est_cpu(s, t)
+        int64_t d = guess && busy_thread(s, t, now) && !cpu_contended(s) ? est_cpu(s, t, now)
                                                                          : read_delta(s, t);
         note_read(s, t, i, d);
         if ((d == GUESSED || d >= STOP_CPU_NOISE_NS) && t->task_clock)
