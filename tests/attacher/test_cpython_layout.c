@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "cpython_layout.h"
+#include "cpython_debug_tables.h"
 
 static void check_common(const struct cpython_layout *L)
 {
@@ -301,34 +302,7 @@ static void test_utf8_conversion(void **state)
     assert_int_equal(cpython_str_to_utf8(2, (const uint8_t *)ucs2, 3, out, sizeof out), 3);
 }
 
-/* The tables found at the start of _PyRuntime in Debian's CPython 3.13.5
- * (trixie) and 3.14.8 (forky), words 3 on; the header is rebuilt here. */
-static const uint64_t real313[] = {
-    283376, 608, 632, 194976, 7272, 7264, 7344, 7400,
-    7656, 7640, 7648, 16, 7752, 0, 7768, 7760,
-    304, 0, 8, 16, 72, 152, 160, 232,
-    32, 80, 8, 0, 56, 72, 70, 208,
-    112, 120, 128, 136, 68, 52, 96, 104,
-    200, 16, 8, 416, 24, 88, 168, 32,
-    24, 16, 40, 24, 16, 48, 32, 40,
-    24, 16, 32, 16, 24, 40, 16, 32,
-    64, 32, 16, 40, 240, 200,
-};
-static const uint64_t real314[] = {
-    316616, 784, 808, 225864, 7280, 7272, 7344, 7360,
-    7408, 7688, 7672, 7680, 16, 7784, 0, 7800,
-    7792, 7992, 0, 832, 0, 8, 16, 72,
-    152, 160, 232, 32, 88, 8, 0, 56,
-    80, 74, 64, 0, 216, 112, 120, 128,
-    136, 68, 52, 96, 104, 208, 0, 16,
-    8, 416, 24, 88, 168, 40, 32, 16,
-    40, 24, 16, 200, 24, 40, 32, 48,
-    32, 40, 24, 16, 32, 16, 24, 40,
-    16, 32, 64, 32, 16, 40, 264, 192,
-    160, 24, 72, 67, 0, 8, 24, 304,
-    8076, 0, 4, 512,
-};
-
+/* Debian's tables (cpython_debug_tables.h) behind a rebuilt header. */
 static int parse_real(const uint64_t *words, size_t n, uint64_t version,
                       uint64_t free_threaded, struct cpython_layout *L)
 {
@@ -346,7 +320,7 @@ static void test_real_debug_tables(void **state)
 {
     (void)state;
     struct cpython_layout L;
-    assert_int_equal(parse_real(real313, sizeof real313 / 8, 0x030d05f0, 0, &L), 0);
+    assert_int_equal(parse_real(debian313_debug_offsets, sizeof debian313_debug_offsets / 8, 0x030d05f0, 0, &L), 0);
     assert_int_equal(L.rt_interpreters_head, 632);
     assert_int_equal(L.is_threads_head, 7344);
     assert_int_equal(L.ts_frame, 72);
@@ -357,15 +331,15 @@ static void test_real_debug_tables(void **state)
     assert_int_equal(L.is_code_generation, CPY_OFF_NONE);
     assert_false(L.tagged_executable);
     /* a 3.13 table whose code object is laid out otherwise: no co_version */
-    uint64_t moved[sizeof real313 / 8];
-    memcpy(moved, real313, sizeof moved);
+    uint64_t moved[sizeof debian313_debug_offsets / 8];
+    memcpy(moved, debian313_debug_offsets, sizeof moved);
     assert_int_equal(moved[43 - 3], 200);         /* code_object.co_code_adaptive */
     moved[43 - 3] = 192;
     assert_int_equal(parse_real(moved, sizeof moved / 8, 0x030d05f0, 0, &L), 0);
     assert_int_equal(L.co_code_adaptive, 192);
     assert_int_equal(L.co_version, CPY_OFF_NONE);
 
-    assert_int_equal(parse_real(real314, sizeof real314 / 8, 0x030e08f0, 0, &L), 0);
+    assert_int_equal(parse_real(debian314_debug_offsets, sizeof debian314_debug_offsets / 8, 0x030e08f0, 0, &L), 0);
     assert_int_equal(L.rt_interpreters_head, 808);
     assert_int_equal(L.is_next, 7272);
     assert_int_equal(L.is_threads_head, 7344);
@@ -390,10 +364,10 @@ static void test_real_debug_tables(void **state)
     assert_int_equal(L.co_version, CPY_OFF_NONE);   /* 3.14: generation */
     assert_true(L.tagged_executable);
     /* each table read as the other version's fails validation */
-    assert_int_equal(parse_real(real313, sizeof real313 / 8, 0x030e08f0, 0, &L), -1);
-    assert_int_equal(parse_real(real314, sizeof real314 / 8, 0x030d05f0, 0, &L), -1);
+    assert_int_equal(parse_real(debian313_debug_offsets, sizeof debian313_debug_offsets / 8, 0x030e08f0, 0, &L), -1);
+    assert_int_equal(parse_real(debian314_debug_offsets, sizeof debian314_debug_offsets / 8, 0x030d05f0, 0, &L), -1);
     /* the free-threaded builds are refused */
-    assert_int_equal(parse_real(real314, sizeof real314 / 8, 0x030e08f0, 1, &L), -1);
+    assert_int_equal(parse_real(debian314_debug_offsets, sizeof debian314_debug_offsets / 8, 0x030e08f0, 1, &L), -1);
 }
 
 static void test_versions_refused(void **state)

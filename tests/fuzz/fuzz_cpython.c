@@ -40,6 +40,7 @@
 #include "frames.h"
 #include "vm_cpython.h"
 #include "vmprof_writer.h"
+#include "../attacher/cpython_debug_tables.h"
 
 #define IMAGE_BASE 0x10000000ull
 #define HDR 16
@@ -70,34 +71,6 @@ static int image_read(void *ctx, uint64_t addr, void *buf, size_t len)
     }
     return 0;
 }
-
-/* Debug-offset tables of Debian's CPython 3.13.5 and 3.14.8, as found at
- * the start of their _PyRuntime, from word 3 on. */
-static const uint64_t dbg313[] = {
-    283376, 608, 632, 194976, 7272, 7264, 7344, 7400,
-    7656, 7640, 7648, 16, 7752, 0, 7768, 7760,
-    304, 0, 8, 16, 72, 152, 160, 232,
-    32, 80, 8, 0, 56, 72, 70, 208,
-    112, 120, 128, 136, 68, 52, 96, 104,
-    200, 16, 8, 416, 24, 88, 168, 32,
-    24, 16, 40, 24, 16, 48, 32, 40,
-    24, 16, 32, 16, 24, 40, 16, 32,
-    64, 32, 16, 40, 240, 200,
-};
-static const uint64_t dbg314[] = {
-    316616, 784, 808, 225864, 7280, 7272, 7344, 7360,
-    7408, 7688, 7672, 7680, 16, 7784, 0, 7800,
-    7792, 7992, 0, 832, 0, 8, 16, 72,
-    152, 160, 232, 32, 88, 8, 0, 56,
-    80, 74, 64, 0, 216, 112, 120, 128,
-    136, 68, 52, 96, 104, 208, 0, 16,
-    8, 416, 24, 88, 168, 40, 32, 16,
-    40, 24, 16, 200, 24, 40, 32, 48,
-    32, 40, 24, 16, 32, 16, 24, 40,
-    16, 32, 64, 32, 16, 40, 264, 192,
-    160, 24, 72, 67, 0, 8, 24, 304,
-    8076, 0, 4, 512,
-};
 
 #define MAX_IDS 4096
 static uint64_t named[MAX_IDS];
@@ -153,8 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - HDR;
     memcpy(img, data + HDR, n);
     if (!(flags & 8) && (data[0] & 3) >= 2) {
-        const uint64_t *t = (data[0] & 3) == 2 ? dbg313 : dbg314;
-        size_t words = (data[0] & 3) == 2 ? sizeof dbg313 / 8 : sizeof dbg314 / 8;
+        const uint64_t *t = (data[0] & 3) == 2 ? debian313_debug_offsets : debian314_debug_offsets;
+        size_t words = (data[0] & 3) == 2 ? sizeof debian313_debug_offsets / 8 : sizeof debian314_debug_offsets / 8;
         uint64_t head[3];
         memcpy(head, "xdebugpy", 8);
         head[1] = version;
