@@ -320,6 +320,12 @@ static void keep_last(struct thread *t, const uint64_t *w, int n)
 #define NOT_READ INT64_MIN      /* tick_delta(): the thread was not read this tick */
 #define READ_FAILED (INT64_MIN + 1)
 
+/* Samples one stop writes for k whole intervals of credit. */
+static int catch_up(int k)
+{
+    return k < CATCH_UP_MAX ? k : CATCH_UP_MAX;
+}
+
 /* Write a sample, or keep it until the log is open. */
 static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat)
 {
@@ -426,7 +432,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
             t->credit += (double)d / (s->o->interval * 1e9);
         int k = t->credit >= 1.0 ? (int)t->credit : 0;
         t->credit -= (double)k;
-        repeat = k < CATCH_UP_MAX ? k : CATCH_UP_MAX;
+        repeat = catch_up(k);
         if (k == 0 && d != READ_FAILED)
             s->guess_misses++;
     }
@@ -828,7 +834,7 @@ static void tick(struct sampler *s)
                     continue;
                 }
             }
-            if (sample_thread(s, t, k < CATCH_UP_MAX ? k : CATCH_UP_MAX) == 0)
+            if (sample_thread(s, t, catch_up(k)) == 0)
                 t->credit -= (double)k;
         } else if (t->idle_streak >= WALL_REPEAT_AFTER && t->last_n > 0) {
             repeat_last(s, t);
