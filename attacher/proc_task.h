@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PF_KTHREAD_FLAG 0x00200000u        /* include/linux/sched.h */
+#define PF_EXITING_FLAG 0x00000004u        /* include/linux/sched.h */
+#define PF_KTHREAD_FLAG 0x00200000u
 
 /* "Key:" of /proc/PID/status into val (without leading blanks or the
  * newline). 0 when found, -1 otherwise. */

@@ -94,6 +94,7 @@ struct sampler {
     uint64_t ticks, missed_ticks, samples, repeated, unwind_calls;
     uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
+    uint64_t maps_kept;         /* reloads dropped: read from an exiting thread */
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
     /* stop times (stop_all.n: the number of stops): the whole stop, and
      * its phases: until the thread is stopped, the copy of registers and
