@@ -132,6 +132,7 @@ static void thread_reset(struct thread *t)
     t->next_check = 0;
     t->read_tick = 0;
     t->interrupt_pending = 0;
+    t->deferrals = 0;
 }
 
 static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread_state st)

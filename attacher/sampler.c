@@ -551,14 +551,27 @@ static int is_quiet(const struct thread *t)
     return t->idle_streak >= QUIET_AFTER;
 }
 
+/* An estimate (est_cpu) that no read will settle, the thread exiting:
+ * what it counted as explained is not, after all (the process clock keeps
+ * an exited thread's CPU; nothing else explains it). Left counted, such
+ * estimates add up to a debt that a quiet thread starting to run would
+ * have to outrun before a sweep found it. */
+static void forget_estimate(struct sampler *s, struct thread *t)
+{
+    s->unexplained += t->est_ns;
+    t->est_ns = 0;
+}
+
 /* Reads t's CPU time: returns what it used since the last read (-1 at
  * the first), or READ_FAILED; updates its idle streak and busy fraction,
  * and settles in s->unexplained what est_cpu counted for it meanwhile. */
 static int64_t read_delta(struct sampler *s, struct thread *t)
 {
     int64_t cpu = thread_cpu_ns(s, t);
-    if (cpu < 0)
-        return READ_FAILED;     /* vanishing: its exit is reaped soon */
+    if (cpu < 0) {              /* vanishing: its exit is reaped soon */
+        forget_estimate(s, t);
+        return READ_FAILED;
+    }
     uint64_t now = mono_ns();
     int64_t delta = t->cpu_ns ? cpu - (int64_t)t->cpu_ns : -1;
     t->busy = delta >= 0 && t->cpu_read_ns && now > t->cpu_read_ns
@@ -866,6 +879,11 @@ static void tick(struct sampler *s)
             sample_thread(s, t, 1);
         }
     }
+    if (s->sess->gone) {
+        for (size_t i = 0; i < s->sess->n; i++)
+            if (s->sess->v[i]->state == THREAD_GONE)
+                forget_estimate(s, s->sess->v[i]);
+    }
     session_sweep(s->sess);
 }
 
@@ -1002,7 +1020,14 @@ enum stop_reason sampler_run(struct sampler *s)
             /* name the old image's frames while its mappings are known */
             if (s->prof && s->sym && sym_update_maps(s->sym, &s->maps) == 0)
                 profile_new_image(s->prof, s->sym);
-            reload_maps(s);
+            /* through the leader: the exec'ing thread took its tid, the
+             * thread last sampled may be gone; retried at the next sample
+             * if it fails. The threads' estimates went with the old image
+             * (thread_reset): their accounting starts again too. */
+            s->mem.pid = s->sess->pid;
+            if (reload_maps(s) < 0)
+                s->maps_stale = 1;
+            s->unexplained = 0;
             /* A wrapper (sh -c, env, pyenv's shim) exec'd the real program:
              * give that one its own time to publish a registry. */
             if (vm_may_appear(s) && !s->dec) {

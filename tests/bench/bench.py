@@ -542,6 +542,9 @@ def section3(c):
         configs += [{"name": f"bare-{idle}", "py": SYS_PY, "kind": "bare", "idle": idle},
                     {"name": f"attach-p-{idle}", "py": SYS_PY, "kind": "attach-p",
                      "interval": 0.004, "idle": idle}]
+    if c.halt.usable:
+        configs.append({"name": "attach-p-1000-poll", "py": SYS_PY, "kind": "attach-p",
+                        "interval": 0.004, "idle": 1000, "haltpoll": True})
     res = alternate(c, 3, configs,
                     lambda cfg: run_workload(c, cfg, ["--idle", str(cfg["idle"])]))
     for idle in (100, 1000):
@@ -559,6 +562,16 @@ def section3(c):
         c.row(3, "target slowdown", f"1 busy + {idle} idle threads, -p, 250 Hz", pct(m), n,
               f"range {spread(sd)}{failures(runs)}", "<= 1%" if strict else "—",
               verdict(None if m is None else m <= 0.01) if strict else "—", adj=pct(adj))
+    if c.halt.usable:
+        name = "attach-p-1000-poll"
+        sd = slowdowns(res, name, ["bare-1000"])
+        share = bl.median([v["cpu_share"] for v in res[name] if v])
+        c.row(3, "target slowdown", "1 busy + 1000 idle threads, -p, 250 Hz, guest halt "
+              "polling on", pct(bl.median(sd)), sum(x is not None for x in sd),
+              f"range {spread(sd)}; attacher CPU "
+              f"{'n/a' if share is None else f'{share * 100:.1f}%'} of a core"
+              f"{failures(res[name])}",
+              adj=pct(bl.median(slowdowns(res, name, ["bare-1000"], busy_time))))
 
 
 def section4(c):
