@@ -12,6 +12,10 @@
  *                           from when a tracer holds it (waits up to 5 s)
  *   mainexit SEC THREADS    main calls pthread_exit(); the workers finish
  *   churn SEC               create and join short-lived threads for SEC s
+ *   stopexit SEC            for SEC s (from when a tracer holds it), one
+ *                           thread after another, each on a stack at a new
+ *                           address, spinning until it is stopped once and
+ *                           exiting as soon as it is let go
  *   fork SEC                fork() children (and clone() ones with exit
  *                           signal 0) that check they are not traced/stopped
  *   exec SEC                spin in before_exec(), then exec itself as
@@ -38,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -168,6 +173,62 @@ static int mode_churn(void)
         total += churn_batch(8);
     printf("done %ld\n", total);
     return 0;
+}
+
+/* ---- stopexit ------------------------------------------------------------ */
+
+/* Spins until it notices a pause (20 us between two reads of the clock:
+ * a stop), or until limit. */
+__attribute__((noinline)) static void spin_until_stopped(double limit)
+{
+    double last = wall();
+    for (;;) {
+        spin_leaf(100);
+        double now = wall();
+        if (now - last > 20e-6 || now > limit)
+            return;
+        last = now;
+    }
+}
+
+static long stopexit_made;
+
+static void *stopexit_thread(void *arg)
+{
+    spin_until_stopped(wall() + 0.05);
+    if (arg) {                  /* the last one takes the process with it */
+        printf("done %ld\n", stopexit_made);
+        fflush(stdout);
+        _exit(0);
+    }
+    return arg;
+}
+
+/* Each thread exits right after the tracer lets it go from its first stop,
+ * while the tracer, which has just found its stack at an address it did
+ * not know, re-reads the memory map through it; the last one ends the
+ * process that way. Stacks are never unmapped, so every one is new. */
+static int mode_stopexit(void)
+{
+    ready();
+    wait_traced();
+    double end = wall() + seconds;
+    for (int last = 0; !last; stopexit_made++) {
+        last = wall() >= end;
+        size_t size = 64 << 10;
+        void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0);
+        pthread_attr_t a;
+        pthread_t t;
+        if (stack == MAP_FAILED || pthread_attr_init(&a) != 0)
+            return 3;
+        if (pthread_attr_setstack(&a, stack, size) != 0 ||
+            pthread_create(&t, &a, stopexit_thread, last ? &a : NULL) != 0)
+            return 3;
+        pthread_join(t, NULL);
+        pthread_attr_destroy(&a);
+    }
+    return 3;                   /* not reached: the last thread exits */
 }
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -425,6 +486,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "exitall")) return mode_spin(n, 1);
     if (!strcmp(m, "mainexit")) return mode_spin(n, 2);
     if (!strcmp(m, "churn")) return mode_churn();
+    if (!strcmp(m, "stopexit")) return mode_stopexit();
     if (!strcmp(m, "fork")) return mode_fork();
     if (!strcmp(m, "exec")) return mode_exec(argv[0]);
     if (!strcmp(m, "afterexec")) return mode_afterexec();
