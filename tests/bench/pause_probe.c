@@ -25,15 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #define GAP_NS 2000             /* a longer gap between two reads is lost time */
 #define MAX_GAPS (1u << 20)     /* gaps kept for the percentiles */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int traced(void)
 {
@@ -47,12 +42,6 @@ static int traced(void)
             break;
     fclose(f);
     return pid != 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 static uint64_t gaps[MAX_GAPS];
@@ -79,11 +68,11 @@ int main(int argc, char **argv)
         printf("go\n");
         fflush(stdout);
     }
-    uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
+    uint64_t start = mono_ns(), end = start + (uint64_t)(secs * 1e9);
     uint64_t prev = start, lost = 0;
     size_t n = 0, all = 0;
     for (;;) {
-        uint64_t t = now_ns();
+        uint64_t t = mono_ns();
         if (t - prev > GAP_NS) {
             lost += t - prev;
             all++;

@@ -32,14 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CYCLES 1000000
+#include "benchutil.h"
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#define MAX_CYCLES 1000000
 
 static void spin_forever(void)
 {
@@ -48,16 +43,10 @@ static void spin_forever(void)
         x++;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* One stop/snapshot/continue cycle; returns its duration in ns, or 0. */
 static uint64_t one_cycle(pid_t child, char *page, int poll)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     if (ptrace(PTRACE_INTERRUPT, child, 0, 0) < 0)
         return 0;
     int status;
@@ -75,7 +64,7 @@ static uint64_t one_cycle(pid_t child, char *page, int poll)
         return 0;
     if (ptrace(PTRACE_CONT, child, 0, 0) < 0)
         return 0;
-    return now_ns() - t0;
+    return mono_ns() - t0;
 }
 
 /* n cycles of each kind, alternated: v (sleeping) and vp (polling). */
