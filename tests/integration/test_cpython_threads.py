@@ -104,7 +104,11 @@ def test_wall_mode_leaves_blocked_threads_blocked(tmp_path, targets):
     # join() the whole run: it may be stopped for its first sample, not
     # woken at every tick (500 ticks here). Each stop puts it on a CPU
     # twice (to stop, to go back to its wait): the attach and the first
-    # sample make 4; a few more re-checks are allowed, 500 would be wrong.
+    # sample make 4. A few more re-checks are allowed: on a loaded machine
+    # a stop can cost the blocked thread more CPU than the idle allowance
+    # (STOP_CPU_NOISE_NS), which counts as a run and earns it another stop
+    # (seen: 20 wake-ups in a sanitizer build under load). Woken at every
+    # tick would be ~1000.
     t, tids = start(targets)
     out = tmp_path / "wall.prof"
     before = times_run(t.pid, tids["main"])
@@ -115,5 +119,5 @@ def test_wall_mode_leaves_blocked_threads_blocked(tmp_path, targets):
     _, samples = pyprof.read_samples(str(out))
     n_main = sum(1 for _, tid in samples if tid == tids["main"])
     assert n_main > 200, n_main
-    assert after - before < 16, ("main thread woken", after - before, "times for",
+    assert after - before < 50, ("main thread woken", after - before, "times for",
                                  n_main, "samples", r.stderr)
