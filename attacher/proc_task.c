@@ -100,6 +100,5 @@ char proc_thread_state(pid_t pid, pid_t tid)
 
 int proc_thread_ended(pid_t pid, pid_t tid)
 {
-    char c = proc_thread_state(pid, tid);
-    return c == 'Z' || c == 'X' || c == '?';
+    return proc_state_ended(proc_thread_state(pid, tid));
 }

@@ -21,7 +21,11 @@ char proc_thread_stat(pid_t pid, pid_t tid, unsigned long *flags);
 char proc_thread_state(pid_t pid, pid_t tid);
 /* State letter and the CPU the thread last ran on (field 39 of stat). */
 char proc_thread_cpu(pid_t pid, pid_t tid, int *cpu);
-/* Exited: a zombie, dead, or gone. */
+/* Exited: a zombie, dead, or gone ('?'): of a state letter, and of a thread. */
+static inline int proc_state_ended(char state)
+{
+    return state == 'Z' || state == 'X' || state == '?';
+}
 int proc_thread_ended(pid_t pid, pid_t tid);
 
 #endif

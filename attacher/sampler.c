@@ -98,8 +98,7 @@ static int reload_maps(struct sampler *s)
         return -1;
     unsigned long flags = 0;
     char state = proc_thread_stat(s->sess->pid, s->mem.pid, &flags);
-    if (fresh.n == 0 || (flags & PF_EXITING_FLAG) || state == 'Z' || state == 'X' ||
-        state == '?') {
+    if (fresh.n == 0 || (flags & PF_EXITING_FLAG) || proc_state_ended(state)) {
         sym_maps_free(&fresh);
         s->maps_kept++;
         errno = ESRCH;
