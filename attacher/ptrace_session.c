@@ -125,7 +125,6 @@ static void thread_reset(struct thread *t)
     t->est_ns = 0;
     t->credit = 0;
     t->last_n = -1;
-    t->last_blocked = 0;
     t->stack_lo = t->stack_hi = 0;
     t->stack_need = 0;
     t->last_sp = 0;

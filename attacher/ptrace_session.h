@@ -53,7 +53,6 @@ struct thread {
     uint64_t read_tick;
     uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
     int last_n;                 /* words in last_words, -1 none */
-    int last_blocked;           /* ... taken inside a blocking system call */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
     uint32_t stack_need;        /* bytes above SP the last unwinds used */
     uint64_t last_sp;           /* SP at the last snapshot, 0 none */

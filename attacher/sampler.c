@@ -318,25 +318,7 @@ static void record_stop(struct sampler *s, uint64_t ns)
     latency_add(&s->stop_all, ns);
 }
 
-/* Whether a thread was stopped inside a system call that blocks: the stop
- * interrupted it and the kernel will restart it (rax holds one of the
- * kernel's -ERESTART* codes, orig_rax the call). Not so a thread that ran
- * in user space, nor one that had been woken and not yet run: stopped on
- * its way out of the call (its result in rax), its stack is about to
- * change without using much CPU. */
-#define ERESTARTSYS 512         /* include/linux/errno.h, kernel-internal */
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
-#define ERESTART_RESTARTBLOCK 516
-static int stopped_blocked(const struct user_regs_struct *r)
-{
-    long long ret = -(long long)r->rax;
-    return (long long)r->orig_rax >= 0 &&
-           (ret == ERESTARTSYS || ret == ERESTARTNOINTR || ret == ERESTARTNOHAND ||
-            ret == ERESTART_RESTARTBLOCK);
-}
-
-static void keep_last(struct thread *t, const uint64_t *w, int n, int blocked)
+static void keep_last(struct thread *t, const uint64_t *w, int n)
 {
     uint64_t *nw = realloc(t->last_words, (size_t)(n ? n : 1) * sizeof(*w));
     if (!nw)
@@ -344,7 +326,6 @@ static void keep_last(struct thread *t, const uint64_t *w, int n, int blocked)
     memcpy(nw, w, (size_t)n * sizeof(*w));
     t->last_words = nw;
     t->last_n = n;
-    t->last_blocked = blocked;
 }
 
 #define PENDING_MAX 4096
@@ -356,12 +337,6 @@ static void keep_last(struct thread *t, const uint64_t *w, int n, int blocked)
  * whole run), so it is sampled once more. It costs a blocked thread one
  * more stop each time it goes idle. */
 #define WALL_REPEAT_AFTER 2
-/* ... and only once a stop found it inside a blocking system call: a thread
- * stopped after it was woken but before it ran (seen in CI: a sleeper
- * caught leaving the start barrier, the barrier repeated for its 500
- * samples) is sampled again while idle, up to this many idle checks (a
- * thread asleep in D state cannot be stopped; it is repeated then). */
-#define WALL_REPEAT_UNBLOCKED 8
 #define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
 #define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
@@ -527,7 +502,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (emit(s, s->words, n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
     if (s->o->mode == MODE_WALL)
-        keep_last(t, s->words, n, stopped_blocked(&s->snap.regs));
+        keep_last(t, s->words, n);
     return 0;
 }
 
@@ -897,8 +872,7 @@ static void tick(struct sampler *s)
             }
             if (sample_thread(s, t, catch_up(k)) == 0)
                 t->credit -= (double)k;
-        } else if (t->idle_streak >= WALL_REPEAT_AFTER && t->last_n > 0 &&
-                   (t->last_blocked || t->idle_streak >= WALL_REPEAT_UNBLOCKED)) {
+        } else if (t->idle_streak >= WALL_REPEAT_AFTER && t->last_n > 0) {
             repeat_last(s, t);
         } else {
             sample_thread(s, t, 1);
