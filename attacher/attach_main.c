@@ -140,7 +140,8 @@ static void print_stats(const struct sampler *s)
             "quiet_sweeps=%llu wait_us_p50=%.0f wait_us_p99=%.0f copy_us_p50=%.0f "
             "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
             "resume_us_p99=%.0f vm_reads_avg=%.2f vm_pages_avg=%.1f read_in_stop=%llu "
-            "guess_misses=%llu maps_kept=%llu\n",
+            "guess_misses=%llu maps_kept=%llu calls_failed=%llu stops_spared=%llu "
+            "blocked_credit=%llu\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stop_all.n,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -160,7 +161,8 @@ static void print_stats(const struct sampler *s)
             cs.captures ? (double)cs.reads / (double)cs.captures : 0.0,
             cs.captures ? (double)cs.pages / (double)cs.captures : 0.0,
             (unsigned long long)s->read_in_stop, (unsigned long long)s->guess_misses,
-            (unsigned long long)s->maps_kept);
+            (unsigned long long)s->maps_kept, (unsigned long long)s->calls_failed,
+            (unsigned long long)s->stops_spared, (unsigned long long)s->blocked_credit);
 }
 
 struct find_ctx { int notice_given; int quiet; };

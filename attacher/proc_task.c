@@ -102,3 +102,36 @@ int proc_thread_ended(pid_t pid, pid_t tid)
 {
     return proc_state_ended(proc_thread_state(pid, tid));
 }
+
+int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c)
+{
+    char path[96], buf[256];
+    if (*fd < 0) {
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0)
+            return -1;
+    }
+    ssize_t n = pread(*fd, buf, sizeof(buf) - 1, 0);   /* made afresh at offset 0 */
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* "NR ARG1 .. ARG6 SP PC" (arguments and pointers in 0x hex),
+     * "-1 SP PC" (blocked outside a call) or "running" */
+    char *p = buf, *end;
+    long nr = strtol(p, &end, 10);
+    if (end == p || nr < 0)
+        return 0;
+    uint64_t v[8];
+    for (int i = 0; i < 8; i++) {
+        p = end;
+        v[i] = strtoull(p, &end, 16);
+        if (end == p)
+            return 0;
+    }
+    c->nr = nr;
+    memcpy(c->args, v, sizeof(c->args));
+    c->sp = v[6];
+    c->pc = v[7];
+    return 1;
+}

@@ -1,11 +1,13 @@
 /*
  * proc_task.h - facts about a process's threads from /proc/PID/status and
- * /proc/PID/task/TID/{status,stat}, for the tracer and --children.
+ * /proc/PID/task/TID/{status,stat,syscall}, for the tracer, the sampler and
+ * --children.
  */
 #ifndef VMPROF_PROC_TASK_H
 #define VMPROF_PROC_TASK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define PF_EXITING_FLAG 0x00000004u        /* include/linux/sched.h */
@@ -27,5 +29,19 @@ static inline int proc_state_ended(char state)
     return state == 'Z' || state == 'X' || state == '?';
 }
 int proc_thread_ended(pid_t pid, pid_t tid);
+
+/* Where a blocked thread waits: the system call, its six arguments, and
+ * the user stack pointer and instruction pointer it will return to. */
+struct proc_call {
+    long nr;
+    uint64_t args[6];
+    uint64_t sp, pc;
+};
+/* From /proc/PID/task/TID/syscall (read without stopping the thread; the
+ * reader must be allowed to ptrace it): 1 when the thread is blocked in a
+ * system call (*c filled), 0 when it is running or blocked outside one,
+ * -1 when unreadable (gone, not allowed). *fd: the file, kept open for
+ * the next call (-1: open it; the caller closes it). */
+int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c);
 
 #endif

@@ -118,6 +118,7 @@ struct thread *session_find(struct session *s, pid_t tid)
 /* Forget what was known about the thread that had this slot's tid. */
 static void thread_reset(struct thread *t)
 {
+    free_failing_sites(t);
     t->ns_tid = 0;
     t->cpu_ns = 0;
     t->cpu_read_ns = 0;
@@ -133,6 +134,22 @@ static void thread_reset(struct thread *t)
     t->read_tick = 0;
     t->interrupt_pending = 0;
     t->deferrals = 0;
+    t->runs = 0;
+    t->stop_call_kind = 0;
+    t->after_stop = 0;
+    t->still = 0;
+}
+
+/* Closes the files the sampler keeps open for t. */
+static void thread_close_files(struct thread *t)
+{
+    if (t->schedstat_fd >= 0)
+        close(t->schedstat_fd);
+    if (t->runs_fd >= 0)
+        close(t->runs_fd);
+    if (t->call_fd >= 0)
+        close(t->call_fd);
+    t->schedstat_fd = t->runs_fd = t->call_fd = -1;
 }
 
 static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread_state st)
@@ -164,6 +181,8 @@ static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread
     t->tid = tid;
     t->state = st;
     t->schedstat_fd = -1;
+    t->runs_fd = -1;
+    t->call_fd = -1;
     t->last_n = -1;
     s->v[s->n++] = t;
     s->version++;
@@ -195,10 +214,7 @@ static void thread_gone(struct session *s, struct thread *t)
         return;
     t->state = THREAD_GONE;
     t->interrupt_pending = 0;
-    if (t->schedstat_fd >= 0) {
-        close(t->schedstat_fd);
-        t->schedstat_fd = -1;
-    }
+    thread_close_files(t);
     s->gone++;
 }
 
@@ -210,6 +226,7 @@ void session_sweep(struct session *s)
     for (size_t i = 0; i < s->n; i++) {
         if (s->v[i]->state == THREAD_GONE) {
             free(s->v[i]->last_words);
+            free_failing_sites(s->v[i]);
             free(s->v[i]);
         }
         else
@@ -345,10 +362,7 @@ static void on_exec(struct session *s, struct thread *t, pid_t tid)
     }
     if (t) {
         thread_reset(t);
-        if (t->schedstat_fd >= 0) {
-            close(t->schedstat_fd);
-            t->schedstat_fd = -1;
-        }
+        thread_close_files(t);
         t->state = THREAD_RUNNING;
         s->version++;
     }
@@ -809,9 +823,9 @@ void session_detach(struct session *s)
 void session_free(struct session *s)
 {
     for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i]->schedstat_fd >= 0)
-            close(s->v[i]->schedstat_fd);
+        thread_close_files(s->v[i]);
         free(s->v[i]->last_words);
+        free_failing_sites(s->v[i]);
         free(s->v[i]);
     }
     free(s->v);

@@ -20,9 +20,9 @@
  *        sample of its stack. A thread that did not run is not stopped
  *        (except once, a busy one that has just gone to sleep: see "Busy
  *        threads").
- *   wall every live thread every tick; a thread whose CPU time has not
- *        moved since its last sample is not stopped: its last stack is
- *        repeated.
+ *   wall every live thread every tick; a thread still blocked where its
+ *        last sample found it is not stopped: that stack is repeated
+ *        (see "Wall mode").
  * Idle threads cost (almost) nothing: see "Idle threads" above tick().
  * Stop time (PTRACE_INTERRUPT to PTRACE_CONT) is measured per sample.
  * --mem: the resident set size (/proc/PID/statm, fd kept open) is read
@@ -318,25 +318,110 @@ static void record_stop(struct sampler *s, uint64_t ns)
     latency_add(&s->stop_all, ns);
 }
 
-static void keep_last(struct thread *t, const uint64_t *w, int n)
+/* Wall mode repeats a thread's last stack while the thread is still where
+ * that sample found it, without stopping it again. Its CPU time alone
+ * cannot tell: a blocked thread that wakes, runs 20 us and blocks
+ * elsewhere uses less CPU than our own stops cost it (seen: a loop of
+ * epoll_wait, poll and nanosleep, a third of the time each, shown as
+ * 24/48/28%; a sleeper woken from a barrier, waiting for the GIL, then
+ * asleep in time.sleep, shown in the barrier for the whole run). Where
+ * the kernel counts the times a thread is put on a CPU (schedstat's
+ * third field):
+ *  - a sample that found the thread blocked in a system call (our stop
+ *    interrupted it: stopped_in_call) keeps the call it goes back to;
+ *  - the first check after that sample finds the thread "still" if it
+ *    was put on a CPU no more often than our stop made it (STOP_RUNS: to
+ *    stop, to go back) and /proc/TID/syscall shows it blocked in that
+ *    same call (same_place);
+ *  - a still thread stays still while it is not put on a CPU again (no
+ *    CPU read needed: it cannot have run);
+ *  - anything else samples it again, however little CPU it used.
+ * What this cannot see: a thread whose call ended during our stop and
+ * that reached an identical call (same arguments and stack pointer: in
+ * CPython 3.11+ another Python function at the same C depth) without
+ * blocking in between. Quiet threads are read every wall_stride() ticks.
+ * Without run counts (schedstat off, or a kernel without it), the CPU
+ * time decides as before: still from the second check in a row with less
+ * than STOP_CPU_NOISE_NS (the first after a sample may hide a short run
+ * to where it blocks).
+ *
+ * A stop makes some calls fail with EINTR instead of going on
+ * (epoll_wait, sigtimedwait, semop, a socket with a timeout: signal(7),
+ * "Interruption of system calls ... by stop signals"). Robust code calls
+ * again, but the stop is not harmless there. Where a sample finds that
+ * our stop did that (CALL_FAILED), the place and its stack are kept
+ * (keep_failing_site); a thread found blocked at such a place is not
+ * stopped, whether or not it ran in between (an event loop back in its
+ * epoll_wait after each request): that stack is repeated and the thread
+ * is still. Such a call fails about once per thread and place. */
+#define STOP_RUNS 2
+#define WALL_REPEAT_AFTER 2
+
+/* Is the thread blocked in the call its last sample found it in? */
+static int back_in_call(struct sampler *s, struct thread *t)
 {
-    uint64_t *nw = realloc(t->last_words, (size_t)(n ? n : 1) * sizeof(*w));
-    if (!nw)
-        return;
-    memcpy(nw, w, (size_t)n * sizeof(*w));
-    t->last_words = nw;
+    struct proc_call now;
+    return t->stop_call_kind && blocked_now(s->sess->pid, t, &now) == 1 &&
+           same_place(&t->stop_call, t->stop_call_kind, &now);
+}
+
+/* Keeps w as t's last stack (wall mode: the one repeated; cpu mode: the
+ * last one sampled running, see blocked_with_last). */
+static void keep_words(struct thread *t, const uint64_t *w, int n)
+{
+    if (n > t->last_cap || !t->last_words) {    /* grows to the deepest stack seen */
+        int cap = n > 16 ? n : 16;
+        uint64_t *nw = realloc(t->last_words, (size_t)cap * sizeof(*w));
+        if (!nw)
+            return;
+        t->last_words = nw;
+        t->last_cap = cap;
+    }
+    memcpy(t->last_words, w, (size_t)n * sizeof(*w));
     t->last_n = n;
+}
+
+static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat);
+
+/* Cpu mode: a thread that has earned samples but is blocked in a system
+ * call now used that CPU before it blocked, not where it waits: a stop
+ * would find an event loop in epoll_wait for most of the samples its
+ * handlers earned (seen: 66% of them, for a thread busy 3 ms then
+ * waiting 3 ms), and make that call fail (see "Wall mode"). So before
+ * the stop, /proc/TID/syscall (one pread, ~1 us; for a thread on a CPU
+ * it answers at once, no interrupt) says whether it is blocked; if so,
+ * its samples are written with the last stack it was sampled running,
+ * without a stop. A thread never sampled running is stopped as before.
+ * A busy thread stopped on a guess and found blocked by that stop gets
+ * the same treatment in sample_thread. */
+static int blocked_with_last(struct sampler *s, struct thread *t)
+{
+    struct proc_call c;
+    return t->last_n > 0 && blocked_now(s->sess->pid, t, &c) == 1;
+}
+
+static void write_last_running(struct sampler *s, struct thread *t, int repeat)
+{
+    if (emit(s, t->last_words, t->last_n, t->tid, repeat) == 0)
+        s->samples += (uint64_t)repeat;
+    s->blocked_credit += (uint64_t)repeat;
+}
+
+/* Wall mode: keeps w as t's last stack; kind, call: where the stop that
+ * sampled it found it (stopped_in_call), or the failing site it comes
+ * from (CALL_FAILED, after_stop 0). */
+static void keep_last(struct thread *t, const uint64_t *w, int n, int kind,
+                      const struct proc_call *call, int after_stop)
+{
+    t->stop_call_kind = kind;
+    if (kind)
+        t->stop_call = *call;
+    t->after_stop = after_stop;
+    keep_words(t, w, n);
 }
 
 #define PENDING_MAX 4096
 #define NOT_CODE_RELOAD_TICKS 64 /* see sample_thread */
-/* Wall mode repeats a thread's last stack from its second idle check in a
- * row: the first one after a sample may hide a short run (less CPU than
- * STOP_CPU_NOISE_NS) from where it was sampled to where it blocks (seen:
- * a thread sampled as it left a barrier, shown at the barrier for the
- * whole run), so it is sampled once more. It costs a blocked thread one
- * more stop each time it goes idle. */
-#define WALL_REPEAT_AFTER 2
 #define OFFCPU_STOP_NS 300000   /* a stop this slow means the thread was off-CPU */
 #define OFFCPU_DEFER_MAX 3      /* then sample anyway: late beats never */
 #define CATCH_UP_MAX 64         /* samples written for one stop, at most */
@@ -411,6 +496,9 @@ static int64_t read_delta(struct sampler *s, struct thread *t);
 static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 {
     pid_t vm_tid = s->dec ? thread_ns_tid(s, t) : t->tid;
+    t->stop_call_kind = 0;      /* wall mode: set again by a sample taken */
+    t->after_stop = 0;
+    t->still = 0;
     if (s->o->mem)
         current_rss(s);         /* the tick's RSS, read as close to the stack as
                                    can be without lengthening the stop */
@@ -497,12 +585,26 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
         .is_interp = s->dec ? is_interp : NULL, .arg = s->dec,
     };
     int n = merge_stack(&in, s->words, MAX_STACK_WORDS);
+    struct proc_call call;
+    int kind = stopped_in_call(&s->snap.regs, &call);
+    if (kind == CALL_FAILED)
+        s->calls_failed++;
     if (n == 0)
         return 0;
+    if (s->o->mode == MODE_CPU && kind && t->last_n > 0) {
+        /* found blocked (a busy thread stopped on a guess): its samples
+         * go to where it last ran, as in blocked_with_last */
+        write_last_running(s, t, repeat);
+        return 0;
+    }
     if (emit(s, s->words, n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
-    if (s->o->mode == MODE_WALL)
-        keep_last(t, s->words, n);
+    if (s->o->mode == MODE_WALL) {
+        keep_last(t, s->words, n, kind, &call, 1);
+        if (kind == CALL_FAILED)
+            keep_failing_site(t, &call, s->words, n);
+    } else if (!kind)
+        keep_words(t, s->words, n);
     return 0;
 }
 
@@ -543,6 +645,19 @@ static void repeat_last(struct sampler *s, struct thread *t)
     emit(s, t->last_words, t->last_n, t->tid, 1);
     s->samples++;
     s->repeated++;
+}
+
+/* Wall mode: t is not still; if it is at a failing site, that site's
+ * stack becomes its last and it is still: 1, it need not be stopped. */
+static int wall_at_failing_site(struct sampler *s, struct thread *t)
+{
+    const struct failing_site *f = at_failing_site(s->sess->pid, t);
+    if (!f)
+        return 0;
+    keep_last(t, f->words, f->n, CALL_FAILED, &f->call, 0);
+    t->still = 1;
+    s->stops_spared++;
+    return 1;
 }
 
 static int is_quiet(const struct thread *t)
@@ -594,6 +709,59 @@ static int64_t read_delta(struct sampler *s, struct thread *t)
         t->idle_streak = 0;
     }
     return delta;
+}
+
+/* Ticks between two reads of a quiet thread in wall mode: every tick up
+ * to PROC_CLOCK_THREADS threads (a still thread's read is one pread), at
+ * most IDLE_BACKOFF_MAX ticks. */
+static uint64_t wall_stride(const struct sampler *s)
+{
+    size_t k = 1 + s->sess->n / PROC_CLOCK_THREADS;
+    return k < IDLE_BACKOFF_MAX ? k : IDLE_BACKOFF_MAX;
+}
+
+/* Is t still where its last sample found it (see "Wall mode")? d: the CPU
+ * it used since the last read; ran: the times it was put on a CPU since
+ * (-1 unknown). */
+static int wall_still(struct sampler *s, struct thread *t, int64_t d, int64_t ran)
+{
+    int first = t->after_stop;
+    t->after_stop = 0;          /* one check after each sample */
+    if (t->last_n <= 0 || d < 0)
+        return 0;
+    if (t->stop_call_kind == CALL_FAILED)
+        return back_in_call(s, t);  /* ran or not */
+    if (d >= STOP_CPU_NOISE_NS)
+        return 0;
+    if (ran < 0)
+        return t->idle_streak >= WALL_REPEAT_AFTER;
+    if (!first || ran > STOP_RUNS)
+        return 0;               /* still: ran == 0, decided in wall_read */
+    return back_in_call(s, t);
+}
+
+/* read_delta for wall mode: also decides t->still. */
+static int64_t wall_read(struct sampler *s, struct thread *t)
+{
+    int64_t runs = thread_runs(s->sess->pid, t);
+    int64_t ran = runs > 0 && t->runs ? runs - (int64_t)t->runs : -1;
+    t->runs = runs > 0 ? (uint64_t)runs : 0;
+    int64_t d;
+    if (t->still && ran == 0) {
+        d = 0;                  /* not put on a CPU: cannot have run */
+        if (t->idle_streak < UINT32_MAX)
+            t->idle_streak++;
+    } else {
+        d = read_delta(s, t);
+        if (d == READ_FAILED)
+            return d;
+        t->still = wall_still(s, t, d, ran);
+    }
+    if (t->still)
+        t->next_check = s->ticks + wall_stride(s);
+    else
+        t->idle_streak = 0;
+    return d;
 }
 
 /* Busy threads. Reading a task clock of a thread that is on a CPU is a
@@ -706,10 +874,13 @@ static size_t read_threads(struct sampler *s)
      * unexplained CPU judged then (the deltas read meanwhile add up the
      * same: they are subtracted as they are read). */
     int clock = 0;
+    int wall = s->o->mode == MODE_WALL;
     size_t every = 1 + n / PROC_CLOCK_THREADS;
     if (every > PROC_CLOCK_EVERY_MAX)
         every = PROC_CLOCK_EVERY_MAX;
-    if (!s->have_cpu_clock || !s->proc_cpu_ns || s->ticks - s->proc_clock_tick >= every) {
+    if (wall) {
+        clock = 0;              /* quiet threads are read when due: wall_stride */
+    } else if (!s->have_cpu_clock || !s->proc_cpu_ns || s->ticks - s->proc_clock_tick >= every) {
         int64_t proc = process_cpu_ns(s);
         clock = proc >= 0 && s->proc_cpu_ns > 0;
         if (clock)
@@ -729,28 +900,32 @@ static size_t read_threads(struct sampler *s)
         if (t->state != THREAD_RUNNING || is_quiet(t))
             continue;           /* out of act until a sweep or a change */
         s->act[kept++] = i;
-        int64_t d = guess && busy_thread(s, t, now) && !cpu_contended(s) ? est_cpu(s, t, now)
-                                                                         : read_delta(s, t);
+        int64_t d = wall ? wall_read(s, t)
+                    : guess && busy_thread(s, t, now) && !cpu_contended(s) ? est_cpu(s, t, now)
+                    : read_delta(s, t);
         note_read(s, t, i, d);
         if ((d == GUESSED || d >= STOP_CPU_NOISE_NS) && t->task_clock)
             lag += TASK_CLOCK_LAG_NS;
     }
     s->nact = kept;
-    if (clock < 0 ||
-        (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS) + lag))
+    if (!wall && (clock < 0 ||
+        (clock && s->unexplained < (int64_t)(s->o->interval * 1e9 * SWEEP_INTERVALS) + lag)))
         return n;
-    /* A sweep: quiet threads not read lately. (None of them is in act:
-     * a thread that turned quiet this tick is not due yet.) */
+    /* A sweep (wall mode: every tick): quiet threads not read lately.
+     * (None of them is in act: a thread that turned quiet this tick is not
+     * due yet.) */
     for (size_t i = 0; i < n; i++) {
         struct thread *t = ss->v[i];
         if (t->state != THREAD_RUNNING || !is_quiet(t) || t->next_check > s->ticks)
             continue;
-        note_read(s, t, (uint32_t)i, read_delta(s, t));
+        note_read(s, t, (uint32_t)i, wall ? wall_read(s, t) : read_delta(s, t));
         if (!is_quiet(t))
             s->act[s->nact++] = (uint32_t)i;
     }
-    s->unexplained = 0;
-    s->sweeps++;
+    if (!wall) {
+        s->unexplained = 0;
+        s->sweeps++;
+    }
     return n;
 }
 
@@ -843,10 +1018,21 @@ static void tick(struct sampler *s)
         if (!wall) {
             if (delta == GUESSED) {
                 /* busy: stopped once its estimate earns a sample, read there */
-                if (t->credit + (double)t->est_ns / interval_ns >= GUESS_CREDIT) {
-                    t->busy = 0;        /* measured again by the read in the stop */
-                    sample_thread(s, t, 0);
+                if (t->credit + (double)t->est_ns / interval_ns < GUESS_CREDIT)
+                    continue;
+                t->busy = 0;            /* measured again by the next read */
+                if (!blocked_with_last(s, t)) {
+                    sample_thread(s, t, 0);     /* read in the stop */
+                    continue;
                 }
+                /* blocked since: read now (local, no interrupt) */
+                int64_t d = read_delta(s, t);
+                if (d > 0)
+                    t->credit += (double)d / interval_ns;
+                int k = t->credit >= 1.0 ? (int)t->credit : 0;
+                if (k > 0)
+                    write_last_running(s, t, catch_up(k));
+                t->credit -= (double)k;
                 continue;
             }
             if (delta <= 0)
@@ -870,9 +1056,13 @@ static void tick(struct sampler *s)
                     continue;
                 }
             }
-            if (sample_thread(s, t, catch_up(k)) == 0)
+            if (blocked_with_last(s, t)) {
+                write_last_running(s, t, catch_up(k));
                 t->credit -= (double)k;
-        } else if (t->idle_streak >= WALL_REPEAT_AFTER && t->last_n > 0) {
+            } else if (sample_thread(s, t, catch_up(k)) == 0) {
+                t->credit -= (double)k;
+            }
+        } else if ((t->still || wall_at_failing_site(s, t)) && t->last_n > 0) {
             repeat_last(s, t);
         } else {
             sample_thread(s, t, 1);

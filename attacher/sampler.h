@@ -95,6 +95,11 @@ struct sampler {
     uint64_t sweeps;            /* ticks that read quiet threads */
     uint64_t maps_reloads;
     uint64_t maps_kept;         /* reloads dropped: read from an exiting thread */
+    uint64_t calls_failed;      /* wall mode: stops that made a blocking call
+                                   fail with EINTR (sampler.c, "Wall mode") */
+    uint64_t stops_spared;      /* ... threads back at such a place, not stopped */
+    uint64_t blocked_credit;    /* cpu mode: samples of a thread found blocked,
+                                   written with its last stack seen running */
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
     /* stop times (stop_all.n: the number of stops): the whole stop, and
      * its phases: until the thread is stopped, the copy of registers and

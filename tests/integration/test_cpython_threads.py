@@ -6,8 +6,6 @@ import os
 import sys
 from collections import Counter
 
-import pytest
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "cpython"))
 from conftest import attach  # noqa: E402
 import pyprof  # noqa: E402
@@ -91,13 +89,10 @@ def test_wall_mode_samples_every_thread(tmp_path, targets):
     in_sleep = sum(1 for fr in sleeping if pyprof.py_names(fr)[-1] == "sleeper"
                    and fr[-1][0] == "n")
     pyprof.log_report("threads wall mode", f"samples={n}; {r.stderr.splitlines()[-1]}")
-    if sleeping and in_sleep == 0:
-        # Known bug (README, known limitations): woken from the barrier, the
-        # sleeper waits for the GIL, stopped and found blocked at the
-        # barrier's stack; it then runs to its sleep on less CPU than the
-        # idle allowance, and wall mode repeats the barrier for the run.
-        pytest.xfail(f"wall mode repeated a stale stack: {in_sleep} of {len(sleeping)} "
-                     "samples in sleep")
+    # Seen in 2 of 4 CI runs before sampler.c's "Wall mode" rules: woken from
+    # the barrier, the sleeper waits for the GIL, is sampled there, then
+    # walks to its sleep on less CPU than our stops cost it, and the barrier
+    # was repeated for all its samples.
     assert in_sleep > 0.95 * len(sleeping), (in_sleep, len(sleeping), sleeping[:2])
 
 

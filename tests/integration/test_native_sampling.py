@@ -105,6 +105,56 @@ def test_wall_mode_samples_idle_threads(tmp_path, targets):
     assert header_mode(out) & 0x10      # REAL_TIME flag
 
 
+BLOCKING_WAITS = ("wait_poll", "wait_sleep", "wait_cond", "wait_epoll")
+
+
+def run_blocking(tmp_path, args, extra):
+    """Profile tests/targets/blocking.c; returns its samples, the EINTR
+    failures its epoll_wait saw, and the --stats pairs."""
+    out = tmp_path / "blocking.prof"
+    r = attach(["-o", str(out), "--stats"] + extra + ["--", target("blocking")] + args,
+               timeout=60)
+    assert r.returncode == 0, r.stderr
+    eintr = int(r.stdout.split("done eintr=")[1].split()[0])
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", r.stderr.split("stats:")[1]))
+    _, samples = read_vmprof(str(out))
+    return samples, eintr, kv
+
+
+def test_wall_mode_follows_a_thread_from_one_blocking_call_to_the_next(tmp_path):
+    # The waiter spends a quarter of its time in each of four blocking
+    # calls and wakes only to go to the next, on a few microseconds of CPU
+    # (sampler.c, "Wall mode"). Judged by its CPU time it never moved: a
+    # loop of epoll_wait, poll and nanosleep was shown as 24/48/28%.
+    samples, eintr, kv = run_blocking(tmp_path, ["3"], ["--mode", "wall", "-i", "0.001"])
+    mine = [names for names, _ in samples if any(func_name(n) == "waiter" for n in names)]
+    assert len(mine) > 2000, (len(mine), kv)
+    shares = {w: share([(names, 0) for names in mine], w) for w in BLOCKING_WAITS}
+    assert all(abs(got - 0.25) < 0.06 for got in shares.values()), shares
+    # a blocked thread is stopped about once per call it reaches, not each tick
+    assert int(kv["stops"]) < 0.05 * len(samples), kv
+    # a stop makes epoll_wait fail with EINTR: once per thread and place,
+    # not each time the thread comes back to it
+    assert eintr <= 3, (eintr, kv)
+    assert int(kv["calls_failed"]) <= eintr and int(kv["stops_spared"]) >= 5, (eintr, kv)
+
+
+def test_cpu_mode_charges_cpu_where_it_ran_not_where_it_waits(tmp_path):
+    # An event loop: 3 ms of CPU in spin_work, then 3 ms in epoll_wait. A
+    # tick often finds the thread waiting, with CPU earned in spin_work
+    # (sampler.c, blocked_with_last). Stopped and sampled there, it showed
+    # epoll_wait in 62-66% of the samples at 250 Hz, and at 1 kHz its
+    # epoll_wait failed with EINTR 240-320 times in 3 s.
+    samples, _, kv = run_blocking(tmp_path, ["3", "busy"], ["-i", "0.004"])
+    assert len(samples) > 300, (len(samples), kv)
+    assert share(samples, "spin_work") > 0.9, (share(samples, "spin_work"), kv)
+    assert share(samples, "epoll_wait") < 0.06, (share(samples, "epoll_wait"), kv)
+    assert int(kv["blocked_credit"]) > 0.2 * len(samples), kv
+    samples, eintr, kv = run_blocking(tmp_path, ["3", "busy"], ["-i", "0.001"])
+    assert len(samples) > 1200, (len(samples), kv)
+    assert eintr <= 20, (eintr, kv)
+
+
 def header_mode(path):
     data = open(path, "rb").read(48)
     assert data[40] == 0x05 and int.from_bytes(data[41:43], "big") == 6
