@@ -92,6 +92,8 @@ void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64
     for (int i = 0; i < t->nsites; i++)
         if (same_place(&t->sites[i].call, CALL_FAILED, c))
             return;
+    if (!t->sites && !(t->sites = calloc(THREAD_FAILING_SITES, sizeof(*t->sites))))
+        return;
     int i = t->nsites < THREAD_FAILING_SITES ? t->nsites : t->next_site;
     struct failing_site *f = &t->sites[i];
     uint64_t *nw = realloc(i < t->nsites ? f->words : NULL, (size_t)n * sizeof(*w));
@@ -120,5 +122,7 @@ void free_failing_sites(struct thread *t)
 {
     for (int i = 0; i < t->nsites; i++)
         free(t->sites[i].words);
+    free(t->sites);
+    t->sites = NULL;
     t->nsites = t->next_site = 0;
 }

@@ -53,26 +53,27 @@ struct thread {
     uint64_t next_check;        /* tick at which to read schedstat again */
     int64_t tick_delta;         /* CPU used, as read at tick read_tick */
     uint64_t read_tick;
-    uint64_t *last_words;       /* wall mode: the last stack, repeated while idle */
+    uint64_t *last_words;       /* wall mode: the last stack, repeated while
+                                   still; cpu mode: the last one sampled running */
     int last_n;                 /* words in last_words, -1 none */
     int last_cap;               /* words last_words has room for */
-    /* wall mode: is the thread still where its last sample found it
-     * (sampler.c, "Wall mode")? */
-    int runs_fd;                /* /proc/PID/task/TID/schedstat, -1 closed */
-    int call_fd;                /* /proc/PID/task/TID/syscall (both modes), -1 closed */
-    uint64_t runs;              /* times put on a CPU, at the last read; 0 unknown */
-    struct proc_call stop_call; /* the blocking call the last sample found it in */
-    int stop_call_kind;         /* CALL_* (sampler.c): 0 none */
-    int after_stop;             /* the first check after that sample is due */
-    int still;                  /* seen blocked in that call since, not run after */
-    struct failing_site sites[THREAD_FAILING_SITES]; /* blocked_call.h */
-    int nsites, next_site;      /* sites held; the one to replace next */
     uint64_t stack_lo, stack_hi;/* cached stack mapping of the thread */
     uint32_t stack_need;        /* bytes above SP the last unwinds used */
     uint64_t last_sp;           /* SP at the last snapshot, 0 none */
     int interrupt_pending;      /* PTRACE_INTERRUPT sent, its trap not yet seen */
     int resume_sig;             /* held in a signal-delivery-stop: resume with it */
     uint64_t interrupt_ns;      /* when (CLOCK_MONOTONIC) */
+    /* Where it waits (blocked_call.h; sampler.c, "Wall mode"), read less
+     * often than the fields above. */
+    int call_fd;                /* /proc/PID/task/TID/syscall, -1 closed */
+    int runs_fd;                /* wall mode: /proc/PID/task/TID/schedstat, -1 closed */
+    uint64_t runs;              /* ... times put on a CPU, at the last read; 0 unknown */
+    struct proc_call stop_call; /* ... the blocking call the last sample found it in */
+    int stop_call_kind;         /* ... CALL_*: CALL_NONE none */
+    int after_stop;             /* ... the first check after that sample is due */
+    int still;                  /* ... seen blocked in that call since, not run after */
+    struct failing_site *sites; /* ... THREAD_FAILING_SITES, allocated at the first */
+    int nsites, next_site;      /* ... sites held; the one to replace next */
 };
 
 struct session {
