@@ -50,7 +50,7 @@ int stopped_in_call(const struct user_regs_struct *r, struct proc_call *c)
 
 int same_place(const struct proc_call *c, int kind, const struct proc_call *now)
 {
-    int args = kind == CALL_FAILED ? 3 : 6;
+    int args = kind == CALL_FAILED ? 1 : 6;
     return c->nr == now->nr && c->sp == now->sp && c->pc == now->pc &&
            memcmp(c->args, now->args, (size_t)args * sizeof(c->args[0])) == 0;
 }

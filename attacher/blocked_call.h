@@ -35,8 +35,9 @@ struct thread;
  * CALL_NONE. */
 int stopped_in_call(const struct user_regs_struct *r, struct proc_call *c);
 /* Whether call c, of kind CALL_*, is the place `now`: same number, stack
- * and instruction pointers and arguments (the first three only for
- * CALL_FAILED: code that calls again may count a timeout down). */
+ * and instruction pointers, and arguments; for CALL_FAILED only the first
+ * (the descriptor or object waited on): code that calls again may count a
+ * timeout down, and CPython allocates epoll's event buffer per call. */
 int same_place(const struct proc_call *c, int kind, const struct proc_call *now);
 /* 1 when thread t of process pid is blocked in a system call now (*now
  * filled), 0 running or blocked outside one, -1 unreadable. */

@@ -215,6 +215,18 @@ static void child_signal_state(void)
     signal(SIGPIPE, SIG_DFL);
 }
 
+/* A real-time policy given to vmprof-attach (chrt, so that its ticks are
+ * not delayed by the target: see the man page) is not the command's: it
+ * starts under the normal policy. */
+static void child_sched_state(void)
+{
+    int policy = sched_getscheduler(0);
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+        struct sched_param sp = { 0 };
+        sched_setscheduler(0, SCHED_OTHER, &sp);
+    }
+}
+
 int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags,
                   char *err, size_t errlen)
 {
@@ -240,6 +252,7 @@ int session_spawn(struct session *s, char **argv, char **env_add, unsigned flags
         for (char **e = env_add; e && *e; e++)
             putenv(*e);
         child_signal_state();
+        child_sched_state();
         execvp(argv[0], argv);
         int e = errno;
         if (write(fail[1], &e, sizeof(e)) < 0)

@@ -3,8 +3,11 @@ is found within tolerance, read by vmprof's reader (PyPI) and by ours."""
 import os
 import re
 import subprocess
+import sys
 
-from conftest import REPORT, CpuRecorder, attach, read_vmprof, share, target, func_name
+import pytest
+
+from conftest import ATTACH, REPORT, CpuRecorder, attach, read_vmprof, share, target, func_name
 
 
 def profile_split(tmp_path, targets, extra=(), hot=75, threads=2, seconds=3):
@@ -153,6 +156,40 @@ def test_cpu_mode_charges_cpu_where_it_ran_not_where_it_waits(tmp_path):
     samples, eintr, kv = run_blocking(tmp_path, ["3", "busy"], ["-i", "0.001"])
     assert len(samples) > 1200, (len(samples), kv)
     assert eintr <= 20, (eintr, kv)
+
+
+def test_late_ticks_are_reported(tmp_path):
+    # vmprof-attach shares one CPU with a hog of higher priority: most ticks
+    # come late, and the profile would under-weight the moments the target
+    # ran; the summary says so, with the fix.
+    hog = subprocess.Popen(["taskset", "-c", "0", "nice", "-n", "-10", sys.executable, "-c",
+                            "while True: pass"])
+    try:
+        out = tmp_path / "late.prof"
+        r = subprocess.run(["taskset", "-c", "0", "nice", "-n", "19", ATTACH, "-i", "0.001",
+                            "--stats", "-o", str(out), "--", "sleep", "1.5"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert r.returncode == 0, r.stderr
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", r.stderr.split("stats:")[1]))
+    assert int(kv["missed_ticks"]) > 0.05 * (int(kv["ticks"]) + int(kv["missed_ticks"])), kv
+    warn = [line for line in r.stderr.splitlines() if "came late" in line]
+    assert len(warn) == 1 and "chrt -f 1" in warn[0], r.stderr
+
+
+def test_spawned_command_does_not_inherit_a_real_time_policy(tmp_path):
+    # chrt -f 1 vmprof-attach (the fix the late-ticks warning names) must not
+    # make the command itself real-time.
+    if os.geteuid() != 0:
+        pytest.skip("needs root for chrt -f")
+    out = tmp_path / "rt.prof"
+    r = subprocess.run(["chrt", "-f", "1", ATTACH, "-o", str(out), "--", sys.executable, "-c",
+                        "import os; print('policy', os.sched_getscheduler(0))"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "policy 0" in r.stdout, (r.stdout, r.stderr)    # SCHED_OTHER
 
 
 def header_mode(path):
