@@ -165,20 +165,22 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)s->stops_spared, (unsigned long long)s->blocked_credit);
 }
 
-/* Ticks that came a whole interval late or more were waiting for a CPU,
- * often the one a target thread was running on (a scheduler that packs
- * tasks together): the moments the target ran are then sampled less, and
- * a wall-mode profile over-weights waiting. Said when it is 5% or more. */
+/* Ticks that came a whole interval late or more: the ticks before took
+ * longer than the interval (many threads, a high rate), or vmprof-attach
+ * waited for a CPU, often the one a target thread was running on (a
+ * scheduler that packs tasks together). Either way the moments the target
+ * ran are sampled less, and a wall-mode profile over-weights waiting.
+ * Said when it is 5% or more. */
 #define LATE_TICKS_WARN 0.05
 static void warn_late_ticks(const struct sampler *s, int quiet)
 {
     uint64_t due = s->ticks + s->missed_ticks;
     if (quiet || due < 100 || (double)s->missed_ticks < LATE_TICKS_WARN * (double)due)
         return;
-    fprintf(stderr, "vmprof-attach: warning: %.0f%% of the ticks came late (vmprof-attach "
-            "waited for a CPU, maybe the target's), so the profile under-weights the "
-            "moments the target ran; give vmprof-attach a real-time policy "
-            "(chrt -f 1 vmprof-attach ...) or a less busy machine\n",
+    fprintf(stderr, "vmprof-attach: warning: %.0f%% of the ticks came late (a tick took "
+            "longer than the interval, or vmprof-attach waited for a CPU, maybe the "
+            "target's), so the profile under-weights the moments the target ran; use a "
+            "longer interval (-i) or a real-time policy (chrt -f 1 vmprof-attach ...)\n",
             100.0 * (double)s->missed_ticks / (double)due);
 }
 

@@ -29,23 +29,28 @@
 #define ERESTARTNOHAND 514
 #define ERESTART_RESTARTBLOCK 516
 
+/* rax holds -code (unsigned: rax is any 64-bit value, e.g. in user code) */
+static int rax_is(const struct user_regs_struct *r, int code)
+{
+    return r->rax == (unsigned long long)-(long long)code;
+}
+
 int stopped_in_call(const struct user_regs_struct *r, struct proc_call *c)
 {
-    long long ret = -(long long)r->rax;
     if ((long long)r->orig_rax < 0 ||
-        (ret != ERESTARTSYS && ret != ERESTARTNOINTR && ret != ERESTARTNOHAND &&
-         ret != ERESTART_RESTARTBLOCK && ret != EINTR))
+        !(rax_is(r, ERESTARTSYS) || rax_is(r, ERESTARTNOINTR) || rax_is(r, ERESTARTNOHAND) ||
+          rax_is(r, ERESTART_RESTARTBLOCK) || rax_is(r, EINTR)))
         return CALL_NONE;
     /* An interrupted sleep (nanosleep, a futex with a timeout) goes on in
      * restart_syscall, with the same registers. -EINTR: the call fails
      * when let go (a stop does that to epoll_wait, sigtimedwait, semop,
      * sockets with a timeout: signal(7)). */
-    c->nr = ret == ERESTART_RESTARTBLOCK ? SYS_restart_syscall : (long)r->orig_rax;
+    c->nr = rax_is(r, ERESTART_RESTARTBLOCK) ? SYS_restart_syscall : (long)r->orig_rax;
     const uint64_t a[6] = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
     memcpy(c->args, a, sizeof(a));
     c->sp = r->rsp;
     c->pc = r->rip;
-    return ret == EINTR ? CALL_FAILED : CALL_RESTARTS;
+    return rax_is(r, EINTR) ? CALL_FAILED : CALL_RESTARTS;
 }
 
 int same_place(const struct proc_call *c, int kind, const struct proc_call *now)
@@ -85,43 +90,58 @@ int64_t thread_runs(pid_t pid, struct thread *t)
     return v > 0 ? v : -1;
 }
 
-void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64_t *w, int n)
+void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64_t *w, int n,
+                       const struct vm_frame *vm, int n_vm)
 {
-    if (n <= 0)
+    if (n < 0 || n_vm < 0)
         return;
-    for (int i = 0; i < t->nsites; i++)
-        if (same_place(&t->sites[i].call, CALL_FAILED, c))
+    int i = 0;
+    while (i < t->nsites && !same_place(&t->sites[i].call, CALL_FAILED, c))
+        i++;
+    if (i == t->nsites) {       /* a new place: a free slot, or the oldest */
+        if (!t->sites && !(t->sites = calloc(THREAD_FAILING_SITES, sizeof(*t->sites))))
             return;
-    if (!t->sites && !(t->sites = calloc(THREAD_FAILING_SITES, sizeof(*t->sites))))
-        return;
-    int i = t->nsites < THREAD_FAILING_SITES ? t->nsites : t->next_site;
+        if (i == THREAD_FAILING_SITES) {
+            i = t->next_site;
+            t->next_site = (t->next_site + 1) % THREAD_FAILING_SITES;
+        } else {
+            t->sites[i] = (struct failing_site){ .words = NULL, .vm = NULL };
+            t->nsites++;
+        }
+    }
     struct failing_site *f = &t->sites[i];
-    uint64_t *nw = realloc(i < t->nsites ? f->words : NULL, (size_t)n * sizeof(*w));
-    if (!nw)
+    uint64_t *nw = realloc(f->words, (size_t)(n ? n : 1) * sizeof(*w));
+    if (nw)
+        f->words = nw;
+    struct vm_frame *nv = realloc(f->vm, (size_t)(n_vm ? n_vm : 1) * sizeof(*vm));
+    if (nv)
+        f->vm = nv;
+    if (!nw || !nv) {           /* no memory: the place is no longer known */
+        f->call.nr = -1;
+        f->n = f->n_vm = 0;
         return;
-    memcpy(nw, w, (size_t)n * sizeof(*w));
-    *f = (struct failing_site){ *c, nw, n };
-    if (t->nsites < THREAD_FAILING_SITES)
-        t->nsites++;
-    else
-        t->next_site = (t->next_site + 1) % THREAD_FAILING_SITES;
+    }
+    memcpy(f->words, w, (size_t)n * sizeof(*w));
+    memcpy(f->vm, vm, (size_t)n_vm * sizeof(*vm));
+    f->call = *c;
+    f->n = n;
+    f->n_vm = n_vm;
 }
 
-const struct failing_site *at_failing_site(pid_t pid, struct thread *t)
+const struct failing_site *failing_site_at(const struct thread *t, const struct proc_call *now)
 {
-    struct proc_call now;
-    if (!t->nsites || blocked_now(pid, t, &now) != 1)
-        return NULL;
     for (int i = 0; i < t->nsites; i++)
-        if (same_place(&t->sites[i].call, CALL_FAILED, &now))
+        if (same_place(&t->sites[i].call, CALL_FAILED, now))
             return &t->sites[i];
     return NULL;
 }
 
 void free_failing_sites(struct thread *t)
 {
-    for (int i = 0; i < t->nsites; i++)
+    for (int i = 0; i < t->nsites; i++) {
         free(t->sites[i].words);
+        free(t->sites[i].vm);
+    }
     free(t->sites);
     t->sites = NULL;
     t->nsites = t->next_site = 0;

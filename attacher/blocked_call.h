@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "frames.h"
 #include "proc_task.h"
 
 /* What a stop found the thread doing (stopped_in_call). */
@@ -24,8 +25,10 @@
 #define THREAD_FAILING_SITES 4
 struct failing_site {
     struct proc_call call;
-    uint64_t *words;            /* owned */
+    uint64_t *words;            /* owned; n may be 0 (nothing to show) */
     int n;
+    struct vm_frame *vm;        /* owned: the VM frames of that sample, to */
+    int n_vm;                   /* tell another VM caller of the same call */
 };
 
 struct thread;
@@ -45,11 +48,12 @@ int blocked_now(pid_t pid, struct thread *t, struct proc_call *now);
 /* Times t has been put on a CPU (schedstat's third field), -1 unknown
  * (gone, or a kernel that does not count them: reads 0). */
 int64_t thread_runs(pid_t pid, struct thread *t);
-/* Keeps failing place c with its stack w[n] (a copy); known places are
- * kept once. */
-void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64_t *w, int n);
-/* The failing site t is blocked at now, or NULL. */
-const struct failing_site *at_failing_site(pid_t pid, struct thread *t);
+/* Keeps failing place c with its stack w[n] and VM frames vm[n_vm]
+ * (copies); a known place gets the new stack. */
+void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64_t *w, int n,
+                       const struct vm_frame *vm, int n_vm);
+/* t's failing site at place `now` (a call it is blocked in), or NULL. */
+const struct failing_site *failing_site_at(const struct thread *t, const struct proc_call *now);
 /* Frees t's failing sites. */
 void free_failing_sites(struct thread *t);
 

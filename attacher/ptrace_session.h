@@ -63,8 +63,9 @@ struct thread {
     int interrupt_pending;      /* PTRACE_INTERRUPT sent, its trap not yet seen */
     int resume_sig;             /* held in a signal-delivery-stop: resume with it */
     uint64_t interrupt_ns;      /* when (CLOCK_MONOTONIC) */
-    /* Where it waits (blocked_call.h; sampler.c, "Wall mode"), read less
-     * often than the fields above. */
+    uint64_t last_run_ns;       /* cpu mode: when last_words was sampled running */
+    /* Where it waits (blocked_call.h; sampler.c, "Wall mode"): read only
+     * for threads that are not busy, or in wall mode. */
     int call_fd;                /* /proc/PID/task/TID/syscall, -1 closed */
     int runs_fd;                /* wall mode: /proc/PID/task/TID/schedstat, -1 closed */
     uint64_t runs;              /* ... times put on a CPU, at the last read; 0 unknown */

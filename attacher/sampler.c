@@ -349,36 +349,64 @@ static void record_stop(struct sampler *s, uint64_t ns)
  * (epoll_wait, sigtimedwait, semop, a socket with a timeout: signal(7),
  * "Interruption of system calls ... by stop signals"). Robust code calls
  * again, but the stop is not harmless there. Where a sample finds that
- * our stop did that (CALL_FAILED), the place and its stack are kept
- * (keep_failing_site); a thread found blocked at such a place is not
- * stopped, whether or not it ran in between (an event loop back in its
- * epoll_wait after each request): that stack is repeated and the thread
- * is still. Such a call fails about once per thread and place. */
+ * our stop did that (CALL_FAILED), the place, its stack and its VM
+ * frames are kept (keep_failing_site); a thread that is not still but
+ * found blocked at such a place (an event loop back in its epoll_wait
+ * after each request) is not stopped if its VM frames, read without a
+ * stop (it is blocked: they cannot change while they are read, which its
+ * run count, read again after them, confirms), are those of that sample
+ * (in CPython 3.11+ another Python function reaches the same call at the
+ * same C depth): that stack is repeated and the thread is still. Such a
+ * call fails about once per thread, place and VM stack.
+ *
+ * /proc/TID/syscall answers at once for a running thread, and for a
+ * blocked one once it is off its CPU; kernels whose scheduler leaves a
+ * task "delayed dequeued" (6.12+ without a later fix) can make the
+ * reader wait a scheduler tick. A read slower than CALL_READ_SLOW_NS
+ * turns these reads off for the run: wall mode then falls back to the
+ * CPU-time rule, cpu mode stops blocked threads as before. */
 #define STOP_RUNS 2
 #define WALL_REPEAT_AFTER 2
+#define CALL_READ_SLOW_NS 2000000
+
+/* blocked_now, timed: 1 blocked in a call (*now), 0 not, -1 unknown or
+ * turned off (see above). */
+static int call_now(struct sampler *s, struct thread *t, struct proc_call *now)
+{
+    if (s->call_reads_off)
+        return -1;
+    uint64_t t0 = mono_ns();
+    int r = blocked_now(s->sess->pid, t, now);
+    if (mono_ns() - t0 > CALL_READ_SLOW_NS)
+        s->call_reads_off = 1;
+    return r;
+}
 
 /* Is the thread blocked in the call its last sample found it in? */
 static int back_in_call(struct sampler *s, struct thread *t)
 {
     struct proc_call now;
-    return t->stop_call_kind && blocked_now(s->sess->pid, t, &now) == 1 &&
+    return t->stop_call_kind && call_now(s, t, &now) == 1 &&
            same_place(&t->stop_call, t->stop_call_kind, &now);
 }
 
 /* Keeps w as t's last stack (wall mode: the one repeated; cpu mode: the
  * last one sampled running, see blocked_with_last). */
-static void keep_words(struct thread *t, const uint64_t *w, int n)
+static int keep_words(struct thread *t, const uint64_t *w, int n)
 {
     if (n > t->last_cap || !t->last_words) {    /* grows to the deepest stack seen */
         int cap = n > 16 ? n : 16;
         uint64_t *nw = realloc(t->last_words, (size_t)cap * sizeof(*w));
-        if (!nw)
-            return;
+        if (!nw) {
+            t->last_n = -1;     /* no stack rather than another place's */
+            return -1;
+        }
         t->last_words = nw;
         t->last_cap = cap;
     }
     memcpy(t->last_words, w, (size_t)n * sizeof(*w));
     t->last_n = n;
+    return 0;
 }
 
 static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repeat);
@@ -391,13 +419,23 @@ static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repe
  * the stop, /proc/TID/syscall (one pread, ~1 us; for a thread on a CPU
  * it answers at once, no interrupt) says whether it is blocked; if so,
  * its samples are written with the last stack it was sampled running,
- * without a stop. A thread never sampled running is stopped as before.
- * A busy thread stopped on a guess and found blocked by that stop gets
- * the same treatment in sample_thread. */
+ * without a stop, if that stack is recent (LAST_RUN_NS: a thread that
+ * runs in bursts too short to be caught running would otherwise give an
+ * old phase all of a later one's samples; an event loop on a CPU shared
+ * with the attacher, caught running at few ticks, had stacks 10-50 ms
+ * old). A thread not sampled running lately is stopped as before. A busy thread stopped on a guess and found
+ * blocked by that stop gets the same treatment in sample_thread. */
+#define LAST_RUN_NS 100000000
+
+static int recent_run(const struct thread *t)
+{
+    return t->last_n > 0 && mono_ns() - t->last_run_ns <= LAST_RUN_NS;
+}
+
 static int blocked_with_last(struct sampler *s, struct thread *t)
 {
     struct proc_call c;
-    return t->last_n > 0 && blocked_now(s->sess->pid, t, &c) == 1;
+    return recent_run(t) && call_now(s, t, &c) == 1;
 }
 
 static void write_last_running(struct sampler *s, struct thread *t, int repeat)
@@ -405,6 +443,7 @@ static void write_last_running(struct sampler *s, struct thread *t, int repeat)
     if (emit(s, t->last_words, t->last_n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
     s->blocked_credit += (uint64_t)repeat;
+    t->deferrals = 0;
 }
 
 /* Wall mode: keeps w as t's last stack; kind, call: where the stop that
@@ -413,11 +452,12 @@ static void write_last_running(struct sampler *s, struct thread *t, int repeat)
 static void keep_last(struct thread *t, const uint64_t *w, int n, int kind,
                       const struct proc_call *call, int after_stop)
 {
+    if (keep_words(t, w, n) < 0)
+        kind = CALL_NONE;       /* nothing kept to repeat */
     t->stop_call_kind = kind;
     if (kind)
         t->stop_call = *call;
     t->after_stop = after_stop;
-    keep_words(t, w, n);
 }
 
 #define PENDING_MAX 4096
@@ -589,9 +629,15 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     int kind = stopped_in_call(&s->snap.regs, &call);
     if (kind == CALL_FAILED)
         s->calls_failed++;
+    if (s->o->mode == MODE_WALL) {
+        /* kept even with nothing to show (n 0): not stopped again there */
+        keep_last(t, s->words, n, kind, &call, 1);
+        if (kind == CALL_FAILED)
+            keep_failing_site(t, &call, s->words, n, in.vm, in.n_vm);
+    }
     if (n == 0)
         return 0;
-    if (s->o->mode == MODE_CPU && kind && t->last_n > 0) {
+    if (s->o->mode == MODE_CPU && kind && recent_run(t)) {
         /* found blocked (a busy thread stopped on a guess): its samples
          * go to where it last ran, as in blocked_with_last */
         write_last_running(s, t, repeat);
@@ -599,12 +645,8 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     }
     if (emit(s, s->words, n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
-    if (s->o->mode == MODE_WALL) {
-        keep_last(t, s->words, n, kind, &call, 1);
-        if (kind == CALL_FAILED)
-            keep_failing_site(t, &call, s->words, n);
-    } else if (!kind)
-        keep_words(t, s->words, n);
+    if (s->o->mode == MODE_CPU && !kind && keep_words(t, s->words, n) == 0)
+        t->last_run_ns = mono_ns();
     return 0;
 }
 
@@ -642,17 +684,42 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
 
 static void repeat_last(struct sampler *s, struct thread *t)
 {
+    if (t->last_n <= 0)
+        return;                 /* nothing to show (see sample_thread) */
     emit(s, t->last_words, t->last_n, t->tid, 1);
     s->samples++;
     s->repeated++;
 }
 
-/* Wall mode: t is not still; if it is at a failing site, that site's
- * stack becomes its last and it is still: 1, it need not be stopped. */
+/* Whether t's VM frames now are f's, read without a stop: t is blocked
+ * (its frames cannot change), and its run count, the same after the read
+ * as before it, proves it stayed so. Without a VM decoder: yes. */
+static int same_vm_frames(struct sampler *s, struct thread *t, const struct failing_site *f)
+{
+    if (!s->dec)
+        return 1;
+    pid_t vm_tid = thread_ns_tid(s, t);
+    int64_t before = thread_runs(s->sess->pid, t);
+    int n = s->dec->ops->capture(s->dec, vm_tid, NULL, s->snap.vm, MAX_VM_FRAMES);
+    int64_t after = thread_runs(s->sess->pid, t);
+    if (n != f->n_vm || before < 0 || after != before)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (s->snap.vm[i].id != f->vm[i].id || s->snap.vm[i].line != f->vm[i].line)
+            return 0;
+    return 1;
+}
+
+/* Wall mode: t is not still; if it is blocked at a failing site with the
+ * same VM frames, that site's stack becomes its last and it is still: 1,
+ * it need not be stopped. */
 static int wall_at_failing_site(struct sampler *s, struct thread *t)
 {
-    const struct failing_site *f = at_failing_site(s->sess->pid, t);
-    if (!f)
+    struct proc_call now;
+    if (!t->nsites || call_now(s, t, &now) != 1)
+        return 0;
+    const struct failing_site *f = failing_site_at(t, &now);
+    if (!f || !same_vm_frames(s, t, f))
         return 0;
     keep_last(t, f->words, f->n, CALL_FAILED, &f->call, 0);
     t->still = 1;
@@ -727,13 +794,9 @@ static int wall_still(struct sampler *s, struct thread *t, int64_t d, int64_t ra
 {
     int first = t->after_stop;
     t->after_stop = 0;          /* one check after each sample */
-    if (t->last_n <= 0 || d < 0)
+    if (t->last_n < 0 || d < 0 || d >= STOP_CPU_NOISE_NS)
         return 0;
-    if (t->stop_call_kind == CALL_FAILED)
-        return back_in_call(s, t);  /* ran or not */
-    if (d >= STOP_CPU_NOISE_NS)
-        return 0;
-    if (ran < 0)
+    if (ran < 0 || s->call_reads_off)
         return t->idle_streak >= WALL_REPEAT_AFTER;
     if (!first || ran > STOP_RUNS)
         return 0;               /* still: ran == 0, decided in wall_read */
@@ -1011,7 +1074,7 @@ static void tick(struct sampler *s)
         if (t->state != THREAD_RUNNING || delta == READ_FAILED)
             continue;
         if (delta == NOT_READ) {            /* quiet */
-            if (wall && t->last_n > 0)
+            if (wall)
                 repeat_last(s, t);
             continue;
         }
@@ -1062,7 +1125,7 @@ static void tick(struct sampler *s)
             } else if (sample_thread(s, t, catch_up(k)) == 0) {
                 t->credit -= (double)k;
             }
-        } else if ((t->still || wall_at_failing_site(s, t)) && t->last_n > 0) {
+        } else if ((t->still || wall_at_failing_site(s, t)) && t->last_n >= 0) {
             repeat_last(s, t);
         } else {
             sample_thread(s, t, 1);

@@ -98,6 +98,7 @@ struct sampler {
     uint64_t calls_failed;      /* wall mode: stops that made a blocking call
                                    fail with EINTR (sampler.c, "Wall mode") */
     uint64_t stops_spared;      /* ... threads back at such a place, not stopped */
+    int call_reads_off;         /* /proc/TID/syscall too slow here (sampler.c) */
     uint64_t blocked_credit;    /* cpu mode: samples of a thread found blocked,
                                    written with its last stack seen running */
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */

@@ -9,7 +9,9 @@
  *   vm_cpython.c  CPython's own frame chain, walked remotely with the
  *                 layout of the running version (cpython_layout.c)
  *
- * Protocol, per sample: capture() runs while the thread is stopped and
+ * Protocol, per sample: capture() runs while the thread is stopped (or,
+ * with regs NULL, while it is blocked in a system call, which the caller
+ * proves by its run count around the call: sampler.c, "Wall mode") and
  * must be short; it reads only through remote_mem (untrusted bytes,
  * bounded walks) and fills vm_frame[] innermost first. A decoder learns
  * names while the thread is stopped (the code objects are alive then) and

@@ -3,6 +3,7 @@ proportion to the CPU time they used (measured from
 /proc/PID/task/TID/schedstat around the run) and leaves a sleeping thread
 alone; --mode wall samples every thread every tick."""
 import os
+import re
 import sys
 from collections import Counter
 
@@ -94,6 +95,26 @@ def test_wall_mode_samples_every_thread(tmp_path, targets):
     # walks to its sleep on less CPU than our stops cost it, and the barrier
     # was repeated for all its samples.
     assert in_sleep > 0.95 * len(sleeping), (in_sleep, len(sleeping), sleeping[:2])
+
+
+def test_wall_mode_tells_apart_two_python_callers_of_one_blocking_call(tmp_path):
+    # Two Python functions wait in turn in the same epoll_wait, reached at
+    # the same C depth. Our stop makes that call fail once; the thread is
+    # then not stopped again there while its Python frames (read without a
+    # stop) are unchanged, but the second caller must be seen (sampler.c,
+    # "Wall mode"). A review found the first caller's stack repeated for
+    # the whole second half (755 vs 0 samples).
+    out = tmp_path / "epoll.prof"
+    r = attach(["--mode", "wall", "-o", str(out), "--stats", "--", DEBIAN_PY,
+                pyprof.script("epoll_callers.py"), "3"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    _, samples = pyprof.read_samples(str(out))
+    first = sum(1 for fr, _ in samples if pyprof.contains(fr, "wait_first"))
+    second = sum(1 for fr, _ in samples if pyprof.contains(fr, "wait_second"))
+    assert first > 250 and second > 250, (first, second, r.stderr)
+    assert abs(first - second) < 0.15 * (first + second), (first, second)
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", r.stderr.split("stats:")[1]))
+    assert int(kv["calls_failed"]) <= 6, kv     # about one per caller
 
 
 def times_run(pid, tid):

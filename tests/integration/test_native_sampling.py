@@ -158,6 +158,20 @@ def test_cpu_mode_charges_cpu_where_it_ran_not_where_it_waits(tmp_path):
     assert eintr <= 20, (eintr, kv)
 
 
+def test_cpu_mode_does_not_charge_a_later_phase_to_an_old_stack(tmp_path):
+    # spin_work 1 s, then 100 us bursts between 5 ms waits for 3 s: the
+    # thread is hardly ever caught running in the second phase. Its CPU
+    # there (~6% of the run's) must not go to the last stack it was
+    # sampled running, from the first phase (a review found 268 of 268
+    # samples in spin_work): such a stack is used only if recent.
+    samples, _, kv = run_blocking(tmp_path, ["4", "phases"], ["-i", "0.004"])
+    mine = [(names, 0) for names, _ in samples if any(func_name(n) == "waiter" for n in names)]
+    assert len(mine) > 250, (len(mine), kv)
+    first = share(mine, "spin_work") - share(mine, "spin_burst")
+    assert first < 0.975, (first, kv)
+    assert share(mine, "spin_burst") + share(mine, "wait_poll") > 0.025, kv
+
+
 def test_late_ticks_are_reported(tmp_path):
     # vmprof-attach shares one CPU with a hog of higher priority: most ticks
     # come late, and the profile would under-weight the moments the target

@@ -8,7 +8,10 @@
  * the time in each; a profiler that judges "has it moved?" by CPU time
  * shows stale stacks. With "busy" (argv: SECONDS busy) it runs an event
  * loop instead: spin_work 3 ms of CPU, then wait_epoll 3 ms, over and
- * over, for --mode cpu.
+ * over, for --mode cpu. With "phases": spin_work 1 s, then for the rest
+ * bursts of 100 us (spin_burst) each followed by 5 ms in wait_poll: a
+ * thread hardly ever caught running, whose CPU in the second phase must
+ * not be charged to the first.
  *
  * epoll_wait is one of the calls that fail with EINTR when a tracer stops
  * the thread (signal(7), "Interruption of system calls ... by stop
@@ -29,7 +32,7 @@
 #define PHASE_MS 80
 
 static double seconds = 3;
-static int busy;
+static int busy, phases;
 static int eintr;
 static volatile unsigned long sink;
 
@@ -46,9 +49,9 @@ static int ms_left(double end)
     return left > 0 ? (int)left + 1 : 0;
 }
 
-__attribute__((noinline)) static void wait_poll(int fd)
+__attribute__((noinline)) static void wait_poll(int fd, int ms)
 {
-    double end = now() + PHASE_MS / 1e3;
+    double end = now() + ms / 1e3;
     struct pollfd p = { .fd = fd, .events = POLLIN };
     while (ms_left(end) > 0)
         poll(&p, 1, ms_left(end));
@@ -84,6 +87,11 @@ __attribute__((noinline)) static void spin_work(double secs)
             sink += (unsigned long)i;
 }
 
+__attribute__((noinline)) static void spin_burst(double secs)
+{
+    spin_work(secs);
+}
+
 __attribute__((noinline)) static void wait_epoll(int ep, double secs)
 {
     double end = now() + secs;
@@ -105,12 +113,19 @@ static void *waiter(void *arg)
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     double end = now() + seconds;
+    if (phases) {
+        spin_work(1.0);
+        while (now() < end) {
+            spin_burst(0.0001);
+            wait_poll(fds[0], 5);
+        }
+    }
     while (busy && now() < end) {
         spin_work(0.003);
         wait_epoll(ep, 0.003);
     }
     while (now() < end) {
-        wait_poll(fds[0]);
+        wait_poll(fds[0], PHASE_MS);
         wait_sleep();
         wait_cond();
         wait_epoll(ep, PHASE_MS / 1e3);
@@ -123,6 +138,7 @@ int main(int argc, char **argv)
     if (argc > 1)
         seconds = atof(argv[1]);
     busy = argc > 2 && strcmp(argv[2], "busy") == 0;
+    phases = argc > 2 && strcmp(argv[2], "phases") == 0;
     pthread_t th;
     if (pthread_create(&th, NULL, waiter, NULL) != 0)
         return 1;
