@@ -1,10 +1,10 @@
 /*
  * blocked_call.c - where a blocked thread waits (see blocked_call.h).
  *
- * Read without stopping the thread: /proc/PID/task/TID/syscall (one pread
- * through a file kept open in the thread, t->call_fd; the kernel answers
- * "running" at once for a thread on a CPU, without interrupting it) and
- * schedstat (t->runs_fd). Read from a stop: the registers, where orig_rax
+ * Read without stopping the thread (proc_task.c): /proc/PID/task/TID/
+ * syscall (one pread through a file kept open in the thread, t->call_fd;
+ * the kernel answers "running" at once for a thread on a CPU, without
+ * interrupting it) and schedstat (t->runs_fd). Read from a stop: the registers, where orig_rax
  * is the call and rax the kernel's verdict on it. Invariants: a failing
  * site owns its copy of the stack; a thread has at most
  * THREAD_FAILING_SITES, replaced oldest first.
@@ -12,11 +12,8 @@
 #include "blocked_call.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sys/syscall.h>
 
@@ -67,27 +64,11 @@ int blocked_now(pid_t pid, struct thread *t, struct proc_call *now)
 
 int64_t thread_runs(pid_t pid, struct thread *t)
 {
-    if (t->runs_fd < 0) {
-        char path[96];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)t->tid);
-        t->runs_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (t->runs_fd < 0)
-            return -1;
-    }
-    char buf[96];
-    ssize_t n = pread(t->runs_fd, buf, sizeof(buf) - 1, 0);
-    if (n <= 0)
+    uint64_t v[3];
+    if (proc_thread_schedstat(&t->runs_fd, pid, t->tid, v) < 0 || v[2] == 0 ||
+        v[2] > INT64_MAX)
         return -1;
-    buf[n] = '\0';
-    /* "RUNTIME_NS WAIT_NS RUNS" */
-    char *p = buf;
-    for (int field = 0; field < 2 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    long long v = p ? strtoll(p, NULL, 10) : 0;
-    return v > 0 ? v : -1;
+    return (int64_t)v[2];
 }
 
 void keep_failing_site(struct thread *t, const struct proc_call *c, const uint64_t *w, int n,

@@ -135,3 +135,23 @@ int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c)
     c->pc = v[7];
     return 1;
 }
+
+int proc_thread_schedstat(int *fd, pid_t pid, pid_t tid, uint64_t v[3])
+{
+    if (*fd < 0) {
+        char path[96];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0)
+            return -1;
+    }
+    char buf[96];
+    ssize_t n = pread(*fd, buf, sizeof(buf) - 1, 0);   /* made afresh at offset 0 */
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = buf;
+    for (int i = 0; i < 3; i++)
+        v[i] = strtoull(p, &p, 10);
+    return 0;
+}

@@ -30,6 +30,12 @@ static inline int proc_state_ended(char state)
 }
 int proc_thread_ended(pid_t pid, pid_t tid);
 
+/* /proc/PID/task/TID/schedstat: v[0] CPU time (ns), v[1] time waiting for
+ * a CPU (ns), v[2] times put on a CPU (0 where the kernel does not count
+ * them). 0 when read, -1 when unreadable (gone). *fd: the file, kept open
+ * for the next call (-1: open it; the caller closes it). */
+int proc_thread_schedstat(int *fd, pid_t pid, pid_t tid, uint64_t v[3]);
+
 /* Where a blocked thread waits: the system call, its six arguments, and
  * the user stack pointer and instruction pointer it will return to. */
 struct proc_call {

@@ -267,19 +267,10 @@ static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
          * thread would never be found idle). Only differences matter. */
         return (int64_t)v + 1;
     }
-    if (t->schedstat_fd < 0) {
-        char path[96];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)s->sess->pid, (int)t->tid);
-        t->schedstat_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (t->schedstat_fd < 0)
-            return -1;
-    }
-    char buf[96];
-    ssize_t n = pread(t->schedstat_fd, buf, sizeof(buf) - 1, 0);
-    if (n <= 0)
+    uint64_t v[3];
+    if (proc_thread_schedstat(&t->schedstat_fd, s->sess->pid, t->tid, v) < 0)
         return -1;
-    buf[n] = '\0';
-    return (int64_t)strtoull(buf, NULL, 10);
+    return (int64_t)v[0];
 }
 
 /* The thread id the target itself sees (last NSpid field): differs from
@@ -1308,7 +1299,12 @@ enum stop_reason sampler_run(struct sampler *s)
     }
     if (s->status_line)
         fputs("\r\033[K", stderr);
-    s->elapsed = now_mono() - start;
+    double end = now_mono();
+    /* ticks due before the end that never ran (a starved attacher may not
+     * reach another tick to count them) */
+    if (end - next >= s->o->interval)
+        s->missed_ticks += (uint64_t)((end - next) / s->o->interval);
+    s->elapsed = end - start;
     gettimeofday(&s->end_tv, NULL);
     return why;
 }

@@ -3,7 +3,8 @@
  * thread blocked in read() on a pipe is found in that call with its
  * arguments, found again in the next one through the same open file (the
  * kernel writes the file afresh at offset 0), a spinning thread is
- * "running" (0), a thread that is gone reads -1.
+ * "running" (0), a thread that is gone reads -1; proc_thread_schedstat
+ * counts this thread's own runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,11 +126,30 @@ static void test_running_thread_is_not_in_a_call(void **state)
     close(fd);
 }
 
+static void test_schedstat_counts_runs(void **state)
+{
+    (void)state;
+    int fd = -1;
+    uint64_t a[3], b[3];
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    assert_int_equal(proc_thread_schedstat(&fd, getpid(), tid, a), 0);
+    /* each sleep takes this thread off its CPU and puts it back */
+    for (int i = 0; i < 5; i++)
+        nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+    assert_int_equal(proc_thread_schedstat(&fd, getpid(), tid, b), 0);
+    assert_true(a[0] > 0 && b[0] >= a[0]);
+    assert_true(b[2] >= a[2] + 5);
+    close(fd);
+    int none = -1;
+    assert_int_equal(proc_thread_schedstat(&none, getpid(), 0x7ffffff0, a), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked_thread_and_its_next_call),
         cmocka_unit_test(test_running_thread_is_not_in_a_call),
+        cmocka_unit_test(test_schedstat_counts_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
