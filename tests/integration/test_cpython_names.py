@@ -51,7 +51,7 @@ def source_names(path):
 
 def test_exec_fresh_functions_never_borrow_names(tmp_path, targets):
     listing = tmp_path / "generated.txt"
-    t = targets([DEBIAN_PY, EXEC, "4", str(listing)], env=pyprof.shim_env())
+    t = targets([DEBIAN_PY, EXEC, "5", str(listing)], env=pyprof.shim_env())
     out = tmp_path / "exec.prof"
     r = attach(["-p", str(t.pid), "-i", "0.001", "-d", "2.5", "-o", str(out), "--stats"])
     assert r.returncode == 0, r.stderr
@@ -67,6 +67,12 @@ def test_exec_fresh_functions_never_borrow_names(tmp_path, targets):
 
     own = source_names(EXEC)
     _, samples = pyprof.read_samples(str(out))
+    if "until it exited" in r.stderr:
+        # the run outlasted the script (a slow start on a busy machine):
+        # the interpreter's finalization, after its last Python frame, is
+        # sampled too (seen in CI: __libc_start_main only)
+        while samples and not any(f[0] == "py" for f in samples[-1][0]):
+            samples.pop()
     assert len(samples) > 150, len(samples)
     order = []
     for frames, _ in samples:
