@@ -4,8 +4,9 @@
  * Read without stopping the thread (proc_task.c): /proc/PID/task/TID/
  * syscall (one pread through a file kept open in the thread, t->call_fd;
  * the kernel answers "running" at once for a thread on a CPU, without
- * interrupting it) and schedstat (t->runs_fd). Read from a stop: the registers, where orig_rax
- * is the call and rax the kernel's verdict on it. Invariants: a failing
+ * interrupting it) and schedstat (t->runs_fd). Read from a stop: the
+ * registers, where orig_rax is the call and rax the kernel's verdict on
+ * it. Invariants: a failing
  * site owns its copy of the stack; a thread has at most
  * THREAD_FAILING_SITES, replaced oldest first.
  */

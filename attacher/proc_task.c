@@ -103,19 +103,31 @@ int proc_thread_ended(pid_t pid, pid_t tid)
     return proc_state_ended(proc_thread_state(pid, tid));
 }
 
-int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c)
+/* Reads /proc/PID/task/TID/NAME into buf (NUL-terminated) through *fd,
+ * opened at the first call and kept (such files are made afresh when read
+ * at offset 0). 0, or -1 when unreadable. */
+static int task_file_read(int *fd, pid_t pid, pid_t tid, const char *name, char *buf,
+                          size_t cap)
 {
-    char path[96], buf[256];
     if (*fd < 0) {
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+        char path[96];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/%s", (int)pid, (int)tid, name);
         *fd = open(path, O_RDONLY | O_CLOEXEC);
         if (*fd < 0)
             return -1;
     }
-    ssize_t n = pread(*fd, buf, sizeof(buf) - 1, 0);   /* made afresh at offset 0 */
+    ssize_t n = pread(*fd, buf, cap - 1, 0);
     if (n <= 0)
         return -1;
     buf[n] = '\0';
+    return 0;
+}
+
+int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c)
+{
+    char buf[256];
+    if (task_file_read(fd, pid, tid, "syscall", buf, sizeof(buf)) < 0)
+        return -1;
     /* "NR ARG1 .. ARG6 SP PC" (arguments and pointers in 0x hex),
      * "-1 SP PC" (blocked outside a call) or "running" */
     char *p = buf, *end;
@@ -138,18 +150,9 @@ int proc_thread_call(int *fd, pid_t pid, pid_t tid, struct proc_call *c)
 
 int proc_thread_schedstat(int *fd, pid_t pid, pid_t tid, uint64_t v[3])
 {
-    if (*fd < 0) {
-        char path[96];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
-        *fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (*fd < 0)
-            return -1;
-    }
     char buf[96];
-    ssize_t n = pread(*fd, buf, sizeof(buf) - 1, 0);   /* made afresh at offset 0 */
-    if (n <= 0)
+    if (task_file_read(fd, pid, tid, "schedstat", buf, sizeof(buf)) < 0)
         return -1;
-    buf[n] = '\0';
     char *p = buf;
     for (int i = 0; i < 3; i++)
         v[i] = strtoull(p, &p, 10);

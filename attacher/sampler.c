@@ -414,8 +414,9 @@ static int emit(struct sampler *s, const uint64_t *w, int n, pid_t tid, int repe
  * runs in bursts too short to be caught running would otherwise give an
  * old phase all of a later one's samples; an event loop on a CPU shared
  * with the attacher, caught running at few ticks, had stacks 10-50 ms
- * old). A thread not sampled running lately is stopped as before. A busy thread stopped on a guess and found
- * blocked by that stop gets the same treatment in sample_thread. */
+ * old). A thread not sampled running lately is stopped as before. A busy
+ * thread stopped on a guess and found blocked by that stop gets the same
+ * treatment in sample_thread. */
 #define LAST_RUN_NS 100000000
 
 static int recent_run(const struct thread *t)
@@ -463,6 +464,18 @@ static void keep_last(struct thread *t, const uint64_t *w, int n, int kind,
 static int catch_up(int k)
 {
     return k < CATCH_UP_MAX ? k : CATCH_UP_MAX;
+}
+
+/* Credits t with d ns of CPU (a read made outside the tick's: in its stop,
+ * or once found blocked) and takes off the whole intervals it has earned:
+ * returns how many (0 none). */
+static int take_earned(struct sampler *s, struct thread *t, int64_t d)
+{
+    if (d > 0)
+        t->credit += (double)d / (s->o->interval * 1e9);
+    int k = t->credit >= 1.0 ? (int)t->credit : 0;
+    t->credit -= (double)k;
+    return k;
 }
 
 /* Write a sample, or keep it until the log is open. */
@@ -570,10 +583,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
         /* stopped, so off its CPU: a local read, no interrupt */
         int64_t d = read_delta(s, t);
         s->read_in_stop++;
-        if (d > 0)
-            t->credit += (double)d / (s->o->interval * 1e9);
-        int k = t->credit >= 1.0 ? (int)t->credit : 0;
-        t->credit -= (double)k;
+        int k = take_earned(s, t, d);
         repeat = catch_up(k);
         if (k == 0 && d != READ_FAILED)
             s->guess_misses++;
@@ -1080,13 +1090,9 @@ static void tick(struct sampler *s)
                     continue;
                 }
                 /* blocked since: read now (local, no interrupt) */
-                int64_t d = read_delta(s, t);
-                if (d > 0)
-                    t->credit += (double)d / interval_ns;
-                int k = t->credit >= 1.0 ? (int)t->credit : 0;
+                int k = take_earned(s, t, read_delta(s, t));
                 if (k > 0)
                     write_last_running(s, t, catch_up(k));
-                t->credit -= (double)k;
                 continue;
             }
             if (delta <= 0)
@@ -1192,6 +1198,17 @@ static int vm_may_appear(const struct sampler *s)
     return s->sess->spawned || s->o->follower.active;
 }
 
+/* Counts the ticks a deadline `late` seconds past covers as missed;
+ * returns how far (s) they move the schedule. */
+static double count_missed(struct sampler *s, double late)
+{
+    if (late < s->o->interval)
+        return 0;
+    uint64_t missed = (uint64_t)(late / s->o->interval);
+    s->missed_ticks += missed;
+    return (double)missed * s->o->interval;
+}
+
 enum stop_reason sampler_run(struct sampler *s)
 {
     sigset_t set, stops;
@@ -1246,12 +1263,7 @@ enum stop_reason sampler_run(struct sampler *s)
             continue;           /* SIGCHLD, timeout or EINTR: re-check */
         }
         /* A tick is due. */
-        double late = now - next;
-        if (late >= s->o->interval) {
-            uint64_t missed = (uint64_t)(late / s->o->interval);
-            s->missed_ticks += missed;
-            next += (double)missed * s->o->interval;
-        }
+        next += count_missed(s, now - next);
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -1302,8 +1314,7 @@ enum stop_reason sampler_run(struct sampler *s)
     double end = now_mono();
     /* ticks due before the end that never ran (a starved attacher may not
      * reach another tick to count them) */
-    if (end - next >= s->o->interval)
-        s->missed_ticks += (uint64_t)((end - next) / s->o->interval);
+    count_missed(s, end - next);
     s->elapsed = end - start;
     gettimeofday(&s->end_tv, NULL);
     return why;
