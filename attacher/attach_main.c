@@ -338,8 +338,9 @@ static int profile(const struct options *o, struct run_result *res)
         return EXIT_RUNTIME;
     }
     /* Symbols are resolved at the end, when the target may be gone: open
-     * the symbolizer now and let it find the perf map now, while the
-     * target's namespace PID (the map's name) can still be read. */
+     * the symbolizer now, while the target's namespace PID (its perf
+     * map's name) and users (who may own that map) can still be read, and
+     * read the perf map once now (a miss at address 0 looks there). */
     struct symbolizer *sym = sym_open(sess.pid, &s->maps, root, NULL);
     if (sym) {
         struct sym_result unused;

@@ -107,29 +107,6 @@ static int reload_maps(struct sampler *s)
     return use_maps(s, &fresh);
 }
 
-/* The PID the target sees in its own namespace (last NStgid field of
- * /proc/PID/status): its perf map is named by it. */
-static long process_ns_pid(pid_t pid)
-{
-    char path[64], line[256];
-    long v = pid;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return v;
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "NStgid:", 7) != 0)
-            continue;
-        char *last = strrchr(line, '\t');
-        long x = last ? strtol(last + 1, NULL, 10) : 0;
-        if (x > 0)
-            v = x;
-        break;
-    }
-    fclose(f);
-    return v;
-}
-
 /* Resident set of the target in KiB, read at most once per tick. */
 static uint64_t current_rss(struct sampler *s)
 {
@@ -182,9 +159,7 @@ int sampler_init(struct sampler *s, const struct options *o, struct session *ses
         return -1;
     }
     s->uw = unwinder_new(&s->mem, root);
-    char pm[128];
-    snprintf(pm, sizeof(pm), "%s/tmp/perf-%ld.map", root, process_ns_pid(sess->pid));
-    if (!s->uw || unwinder_set_perfmap(s->uw, pm) < 0) {
+    if (!s->uw || unwinder_follow_perfmap(s->uw) < 0) {
         snprintf(s->err, sizeof(s->err), "cannot create the unwinder (libunwind)");
         return -1;
     }

@@ -84,12 +84,9 @@ struct func_slot { uint64_t key, func; };
  * from symbols/ at the end). Re-read when a lookup misses and the file
  * changed, at most every PERFMAP_CHECK_NS. */
 struct jit_map {
-    char *path;                 /* NULL: no lookups */
-    struct sym_perfmap pm;
-    struct stat st;             /* of the file as last read */
-    int have;
+    int on;                     /* 0: no lookups */
+    struct sym_perfmap_file file;
     uint64_t next_check_ns;
-    struct sym_owners owners;   /* who may own it: the target's users */
 };
 
 struct unwinder {
@@ -166,8 +163,7 @@ static struct uobj *obj_from_file(struct unwinder *u, const struct sym_mapping *
     struct stat st;
     int fd = -1;
     if (m->path[0] == '/') {
-        snprintf(path, sizeof(path), "%s%s", u->root, m->path);
-        fd = sym_open_regular(path, &st);
+        fd = sym_open_rooted(u->root, m->path, &st);
         if (fd >= 0 && st.st_ino != m->inode) {
             close(fd);          /* replaced on disk since it was mapped */
             fd = -1;
@@ -437,40 +433,22 @@ static unw_accessors_t accessors = {
 
 /* ---- code without unwind tables (JIT) ---------------------------------- */
 
-static int same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* Read the perf map again if it changed since it was last read. Whole
- * lines only: the JIT may be writing the last one right now (the rest is
- * read once the file changes again). */
-static void jit_reload(struct jit_map *j)
-{
-    struct stat st;
-    if (stat(j->path, &st) < 0 || (j->have && same_file(&st, &j->st)))
-        return;
-    if (sym_perfmap_load(&j->pm, j->path, &j->owners, PERFMAP_MAX_BYTES, &j->st) == 0)
-        j->have = 1;
-}
-
 /* Start of the perf map entry holding ip, 0 if none. A miss re-reads a
  * changed file, at most every PERFMAP_CHECK_NS: a JIT writes the entry
  * when it emits the code, so misses are rare once it has warmed up. */
 static uint64_t jit_func(struct unwinder *u, uint64_t ip)
 {
     struct jit_map *j = &u->jit;
-    if (!j->path)
+    if (!j->on)
         return 0;
-    const struct sym_perfmap_entry *e = sym_perfmap_find(&j->pm, ip);
+    const struct sym_perfmap_entry *e = sym_perfmap_find(&j->file.pm, ip);
     if (!e) {
         uint64_t now = mono_ns();
         if (now < j->next_check_ns)
             return 0;
         j->next_check_ns = now + PERFMAP_CHECK_NS;
-        jit_reload(j);
-        e = sym_perfmap_find(&j->pm, ip);
+        sym_perfmap_file_refresh(&j->file, PERFMAP_MAX_BYTES);
+        e = sym_perfmap_find(&j->file.pm, ip);
     }
     return e ? e->start : 0;
 }
@@ -582,16 +560,13 @@ int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps)
     return um ? 0 : -1;
 }
 
-int unwinder_set_perfmap(struct unwinder *u, const char *path)
+int unwinder_follow_perfmap(struct unwinder *u)
 {
-    char *p = path ? strdup(path) : NULL;
-    if (path && !p)
-        return -1;
-    free(u->jit.path);
-    sym_perfmap_free(&u->jit.pm);
+    sym_perfmap_file_close(&u->jit.file);
     memset(&u->jit, 0, sizeof(u->jit));
-    u->jit.path = p;
-    sym_owners_of(u->mem->pid, &u->jit.owners);
+    if (sym_perfmap_file_open(&u->jit.file, u->mem->pid, u->root) < 0)
+        return -1;
+    u->jit.on = 1;
     return 0;
 }
 
@@ -715,7 +690,6 @@ void unwinder_free(struct unwinder *u)
     }
     free(u->umaps);
     free(u->funcs);
-    free(u->jit.path);
-    sym_perfmap_free(&u->jit.pm);
+    sym_perfmap_file_close(&u->jit.file);
     free(u);
 }

@@ -10,7 +10,7 @@
  * (UNW_CACHE_GLOBAL) in the one address space we keep per target.
  * Executable memory without unwind tables (JIT code) is stepped through
  * with frame pointers, and its function starts come from the target's
- * perf map (unwinder_set_perfmap).
+ * perf map (unwinder_follow_perfmap).
  */
 #ifndef VMPROF_UNWIND_H
 #define VMPROF_UNWIND_H
@@ -41,10 +41,10 @@ struct unwinder *unwinder_new(struct remote_mem *mem, const char *root);
 /* Give (or replace) the target's mappings; the unwinder keeps a pointer,
  * which must stay valid until the next call. Flushes cached rules. */
 int unwinder_set_maps(struct unwinder *u, const struct sym_maps *maps);
-/* The target's perf map file, as this process can open it (normally
- * ROOT/tmp/perf-NSPID.map), for the function starts of JIT frames; NULL:
- * none. Returns 0, or -1 out of memory. */
-int unwinder_set_perfmap(struct unwinder *u, const char *path);
+/* Look up the function starts of JIT frames in the target's perf map
+ * (/tmp/perf-NSPID.map under root: sym_perfmap_file). Call while the
+ * target lives. Returns 0, or -1 out of memory. */
+int unwinder_follow_perfmap(struct unwinder *u);
 /* Unwind one snapshot into out[0..max), innermost first. Returns the
  * number of frames (>= 1 when the IP is known). *unknown is set to
  * UNWIND_NO_MAPPING when a frame's IP lies in no known mapping (the maps

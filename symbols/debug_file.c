@@ -20,17 +20,18 @@
 #include <unistd.h>
 
 static void add(struct debug_candidate *out, size_t *n, int by_build_id,
-                const char *a, const char *b, const char *c, const char *d)
+                const char *root, const char *a, const char *b, const char *c)
 {
     char *s;
     if (*n >= DEBUG_MAX_CANDIDATES) return;
-    if (asprintf(&s, "%s%s%s%s", a, b, c, d) < 0) return;
+    if (asprintf(&s, "%s%s%s", a, b, c) < 0) return;
+    out[*n].root = root;
     out[*n].path = s;
     out[*n].by_build_id = by_build_id;
     (*n)++;
 }
 
-/* Add root+a+b+c+d and, if root is not empty, also a+b+c+d. */
+/* Add a+b+c under root and, if root is not empty, also on the host. */
 static void add_rooted(struct debug_candidate *out, size_t *n, int by_build_id,
                        const char *root, const char *a, const char *b, const char *c)
 {

@@ -132,7 +132,7 @@ static int read_loads(Elf *e, struct elf_object *o)
     return o->nloads ? 0 : -1;
 }
 
-/* Open root+path; fall back to alt_path (map_files) when that fails or
+/* Open path under root; fall back to alt_path (map_files) when that fails or
  * names another file than the mapped inode (replaced on disk), and to the
  * bare path when the root is gone (target exited) and the inode matches. */
 static int open_object_fd(const struct elf_open_args *a, struct stat *st)
@@ -140,10 +140,8 @@ static int open_object_fd(const struct elf_open_args *a, struct stat *st)
     size_t plen = strlen(a->path);
     int deleted = plen >= 10 && strcmp(a->path + plen - 10, " (deleted)") == 0;
     int fd = -1, wrong = -1;
-    char *p = NULL;
-    if (!deleted && a->path[0] == '/' && asprintf(&p, "%s%s", a->root, a->path) >= 0) {
-        fd = sym_open_regular(p, st);
-        free(p);
+    if (!deleted && a->path[0] == '/') {
+        fd = sym_open_rooted(a->root, a->path, st);
         if (fd >= 0 && a->inode && (uint64_t)st->st_ino != a->inode) {
             wrong = fd;
             fd = -1;
@@ -179,7 +177,7 @@ static int try_debug_file(struct elf_object *o, const struct debug_candidate *c,
     uint32_t crc;
     int taken = 0, keep_fd = 0;
     Elf *e;
-    int fd = sym_open_regular(c->path, &st);
+    int fd = sym_open_rooted(c->root, c->path, &st);
     if (fd < 0) return 0;
     if (
         (obj_st && st.st_dev == obj_st->st_dev && st.st_ino == obj_st->st_ino) ||
@@ -190,8 +188,12 @@ static int try_debug_file(struct elf_object *o, const struct debug_candidate *c,
     e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     if (!e || elf_kind(e) != ELF_K_ELF || scan_sections(e, &f) != 0) goto out;
     read_build_id(e, bid, &bid_len);
-    if (o->build_id_len && bid_len &&
-        (bid_len != o->build_id_len || memcmp(bid, o->build_id, bid_len) != 0))
+    /* found by build-id: it must carry that build-id (a file planted at
+     * the path without one is not taken); by debuglink: the CRC matched,
+     * and a build-id both have must agree */
+    if ((c->by_build_id && !bid_len) ||
+        (o->build_id_len && bid_len &&
+         (bid_len != o->build_id_len || memcmp(bid, o->build_id, bid_len) != 0)))
         goto out_facts;
     if (need_syms && f.symtab)
         elf_symtab_load(e, f.symtab, &o->debugtab);

@@ -96,7 +96,11 @@ struct debug_query {
     const char *debuglink;      /* NULL if none */
 };
 #define DEBUG_MAX_CANDIDATES 12
-struct debug_candidate { char *path; int by_build_id; };
+struct debug_candidate {
+    const char *root;           /* the query's root, or "" for the host */
+    char *path;                 /* opened under root (sym_open_rooted) */
+    int by_build_id;
+};
 /* Candidate paths in the order they must be tried. Returns the count;
  * free each path. */
 size_t debug_file_candidates(const struct debug_query *q,

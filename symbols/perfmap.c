@@ -9,10 +9,15 @@
  * Invariants of a parsed table: sorted by start; for equal starts only the
  * line that came last in the file is kept (a JIT that reuses an address
  * appends the new owner); every name is a NUL-terminated heap string.
+ * A process's map followed through a run (sym_perfmap_file, used by the
+ * unwinder for JIT function starts and by the symbolizer for names) is
+ * named and owned as that process sees itself: its PID in its own
+ * namespace, its users, its root; read again only when it changed.
  */
 #include "symbols.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -161,11 +166,11 @@ void sym_perfmap_free(struct sym_perfmap *pm)
     pm->n = 0;
 }
 
-int sym_perfmap_load(struct sym_perfmap *pm, const char *path, const struct sym_owners *owners,
-                     size_t max, struct stat *st)
+int sym_perfmap_load(struct sym_perfmap *pm, const char *root, const char *path,
+                     const struct sym_owners *owners, size_t max, struct stat *st)
 {
     struct stat got;
-    int fd = sym_open_regular(path, &got);
+    int fd = sym_open_rooted(root, path, &got);
     if (fd < 0)
         return -1;
     if (!sym_owners_allow(owners, got.st_uid) || got.st_size <= 0 || (uint64_t)got.st_size > max) {
@@ -196,4 +201,72 @@ int sym_perfmap_load(struct sym_perfmap *pm, const char *path, const struct sym_
     *pm = fresh;
     *st = got;
     return 0;
+}
+
+/* ---- the perf map of a process, followed through a run ---------------- */
+
+/* The PID a process sees as its own: the last number of the NStgid: line
+ * of /proc/PID/status (the PID itself when absent or unreadable). */
+static long ns_pid(pid_t pid)
+{
+    char path[64], line[256];
+    long v = pid;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return v;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "NStgid:", 7) != 0)
+            continue;
+        char *p = line + 7, *end;
+        for (;;) {
+            long x = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (x > 0)
+                v = x;
+            p = end;
+        }
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+int sym_perfmap_file_open(struct sym_perfmap_file *f, pid_t pid, const char *root)
+{
+    memset(f, 0, sizeof(*f));
+    f->root = strdup(root ? root : "");
+    if (!f->root || asprintf(&f->path, "/tmp/perf-%ld.map", ns_pid(pid)) < 0) {
+        free(f->root);
+        f->root = f->path = NULL;
+        return -1;
+    }
+    sym_owners_of(pid, &f->owners);
+    return 0;
+}
+
+void sym_perfmap_file_refresh(struct sym_perfmap_file *f, size_t max)
+{
+    struct stat st;
+    if (!f->path)
+        return;
+    int fd = sym_open_rooted(f->root, f->path, &st);
+    if (fd < 0)
+        return;
+    close(fd);
+    if (f->have && st.st_ino == f->st.st_ino && st.st_dev == f->st.st_dev &&
+        st.st_size == f->st.st_size && st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec)
+        return;
+    if (sym_perfmap_load(&f->pm, f->root, f->path, &f->owners, max, &f->st) == 0)
+        f->have = 1;
+}
+
+void sym_perfmap_file_close(struct sym_perfmap_file *f)
+{
+    sym_perfmap_free(&f->pm);
+    free(f->root);
+    free(f->path);
+    memset(f, 0, sizeof(*f));
 }

@@ -45,11 +45,7 @@ struct symbolizer {
     struct elf_object *vdso;
     int vdso_tried;
     struct intern_set strs;
-    struct sym_perfmap pm;
-    char *pm_path;                    /* NULL until first needed */
-    struct stat pm_st;                /* of the file as last read */
-    int pm_read;
-    struct sym_owners pm_owners;      /* who may own it: the target's users */
+    struct sym_perfmap_file pm;       /* the target's perf map (JIT code) */
 };
 
 static char *dup_str(const char *s)
@@ -77,11 +73,11 @@ struct symbolizer *sym_open(pid_t pid, const struct sym_maps *maps,
     struct symbolizer *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->pid = pid;
-    sym_owners_of(pid, &s->pm_owners);
     if (root) s->root = strdup(root);
     else if (asprintf(&s->root, "/proc/%d/root", (int)pid) < 0) s->root = NULL;
     s->debug_dir = strdup(debug_dir ? debug_dir : "/usr/lib/debug");
-    if (!s->root || !s->debug_dir || sym_update_maps(s, maps) != 0) {
+    if (!s->root || !s->debug_dir || sym_perfmap_file_open(&s->pm, pid, s->root) != 0 ||
+        sym_update_maps(s, maps) != 0) {
         sym_close(s);
         errno = ENOMEM;
         return NULL;
@@ -112,9 +108,8 @@ void sym_close(struct symbolizer *s)
     elf_object_free(s->vdso);
     free(s->map_obj);
     sym_maps_free(&s->maps);
-    sym_perfmap_free(&s->pm);
+    sym_perfmap_file_close(&s->pm);
     intern_free(&s->strs);
-    free(s->pm_path);
     free(s->root);
     free(s->debug_dir);
     free(s);
@@ -169,49 +164,6 @@ static struct elf_object *vdso_for(struct symbolizer *s, const struct sym_mappin
         s->vdso = NULL;
     }
     return s->vdso;
-}
-
-/* ---- perf map --------------------------------------------------------- */
-
-/* The target's PID as seen in its own namespace: the last number of the
- * NStgid: line of /proc/PID/status (the PID itself when absent). */
-static long ns_pid(pid_t pid)
-{
-    char path[64], line[256];
-    long v = pid;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (!(f = fopen(path, "re"))) return v;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "NStgid:", 7) != 0) continue;
-        char *p = line + 7, *end;
-        for (;;) {
-            long x = strtol(p, &end, 10);
-            if (end == p) break;
-            if (x > 0) v = x;
-            p = end;
-        }
-        break;
-    }
-    fclose(f);
-    return v;
-}
-
-/* Re-read the perf map when it appeared, grew or was replaced. */
-static void perfmap_refresh(struct symbolizer *s)
-{
-    struct stat st;
-    if (!s->pm_path &&
-        asprintf(&s->pm_path, "%s/tmp/perf-%ld.map", s->root, ns_pid(s->pid)) < 0) {
-        s->pm_path = NULL;
-        return;
-    }
-    if (stat(s->pm_path, &st) != 0) return;
-    if (s->pm_read && st.st_size == s->pm_st.st_size && st.st_ino == s->pm_st.st_ino &&
-        st.st_mtime == s->pm_st.st_mtime)
-        return;
-    if (sym_perfmap_load(&s->pm, s->pm_path, &s->pm_owners, PERFMAP_MAX_BYTES, &s->pm_st) == 0)
-        s->pm_read = 1;
 }
 
 /* ---- resolution ------------------------------------------------------- */
@@ -284,8 +236,8 @@ int sym_resolve(struct symbolizer *s, uint64_t addr, int with_lines, struct sym_
     /* JIT code: anonymous mappings, or files that are not ELF (memfd). */
     if (!o || !o->usable) {
         const struct sym_perfmap_entry *e;
-        perfmap_refresh(s);
-        if ((e = sym_perfmap_find(&s->pm, addr)) != NULL) {
+        sym_perfmap_file_refresh(&s->pm, PERFMAP_MAX_BYTES);
+        if ((e = sym_perfmap_find(&s->pm.pm, addr)) != NULL) {
             out->name = keep(s, e->name);
             out->sym_start = e->start;
             out->source = SYM_SRC_PERFMAP;

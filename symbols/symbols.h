@@ -27,6 +27,11 @@
 /* Open path read-only without blocking or taking a terminal; regular
  * files only (st receives its stat, may be NULL). -1 with errno else. */
 int sym_open_regular(const char *path, struct stat *st);
+/* The same, for a path the target names, looked up as the target sees it
+ * under root (e.g. "/proc/PID/root"; "" or NULL = our own root): links,
+ * absolute ones and "..", cannot leave root (openat2 RESOLVE_IN_ROOT).
+ * Where openat2 is refused (ENOSYS, EPERM) opens root+path as before. */
+int sym_open_rooted(const char *root, const char *path, struct stat *st);
 /* Who may own a file the target writes for us: root and the process's
  * real, effective, saved and filesystem uids (read from /proc/PID/status
  * while it runs; only root when it cannot be read). */
@@ -132,11 +137,29 @@ struct sym_perfmap { struct sym_perfmap_entry *v; size_t n; };
 int sym_perfmap_parse(struct sym_perfmap *pm, const char *text, size_t len);
 const struct sym_perfmap_entry *sym_perfmap_find(const struct sym_perfmap *pm, uint64_t addr);
 void sym_perfmap_free(struct sym_perfmap *pm);
-/* (Re)load *pm from the perf map at path: a regular file of at most max
- * bytes owned by one of owners; whole lines only (the JIT may be writing
- * the last one). On success *pm is replaced and *st is the file's stat.
- * Returns 0, or -1 leaving *pm as it was. */
-int sym_perfmap_load(struct sym_perfmap *pm, const char *path, const struct sym_owners *owners,
-                     size_t max, struct stat *st);
+/* (Re)load *pm from the perf map at path under root (sym_open_rooted): a
+ * regular file of at most max bytes owned by one of owners; whole lines
+ * only (the JIT may be writing the last one). On success *pm is replaced
+ * and *st is the file's stat. Returns 0, or -1 leaving *pm as it was. */
+int sym_perfmap_load(struct sym_perfmap *pm, const char *root, const char *path,
+                     const struct sym_owners *owners, size_t max, struct stat *st);
+
+/* A process's perf map followed through a run: /tmp/perf-NSPID.map under
+ * its root (NSPID: its PID in its own namespace), owned by one of its
+ * users, read again when it changed. Both are read from /proc at open:
+ * open it while the process lives. */
+struct sym_perfmap_file {
+    char *root, *path;
+    struct sym_owners owners;
+    struct sym_perfmap pm;
+    struct stat st;             /* of the file as last read */
+    int have;                   /* pm holds a read of it */
+};
+/* root as for sym_open_rooted. Returns 0, or -1 (ENOMEM). */
+int sym_perfmap_file_open(struct sym_perfmap_file *f, pid_t pid, const char *root);
+/* Read the file again if it appeared or changed (size, inode, mtime)
+ * since it was last read; a file that vanished keeps the last read. */
+void sym_perfmap_file_refresh(struct sym_perfmap_file *f, size_t max);
+void sym_perfmap_file_close(struct sym_perfmap_file *f);
 
 #endif

@@ -9,22 +9,33 @@
  * target writes it as one of its own users, so a file there owned by
  * someone else was planted (e.g. a predictable /tmp/perf-PID.map) and is
  * not read.
+ * A path the target names is looked up under its root (sym_open_rooted)
+ * the way the target itself would: symbolic links, absolute ones and ".."
+ * included, stay inside that root (openat2's RESOLVE_IN_ROOT), so a
+ * container cannot point the attacher at a file of the host. Only where
+ * openat2 is missing (kernels before 5.6, or a seccomp filter that refuses
+ * it) is root+path opened from the attacher's own root, as before.
  */
 #include "symbols.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-int sym_open_regular(const char *path, struct stat *st)
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* fd if it is a regular file (its stat in *st), else closed and -1. */
+static int keep_regular(int fd, struct stat *st)
 {
     struct stat tmp;
     if (!st)
         st = &tmp;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return -1;
     if (fstat(fd, st) != 0) {
@@ -39,6 +50,39 @@ int sym_open_regular(const char *path, struct stat *st)
         return -1;
     }
     return fd;
+}
+
+int sym_open_regular(const char *path, struct stat *st)
+{
+    return keep_regular(open(path, OPEN_FLAGS), st);
+}
+
+int sym_open_rooted(const char *root, const char *path, struct stat *st)
+{
+    if (!root || !root[0])
+        return sym_open_regular(path, st);
+    int dir = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return -1;
+    struct open_how how = {
+        .flags = OPEN_FLAGS,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, dir, path, &how, sizeof(how));
+    int e = errno;
+    close(dir);
+    if (fd < 0 && (e == ENOSYS || e == EPERM)) {
+        char *p;
+        if (asprintf(&p, "%s%s", root, path) < 0)
+            return -1;
+        fd = sym_open_regular(p, st);
+        e = errno;
+        free(p);
+        errno = e;
+        return fd;
+    }
+    errno = e;
+    return keep_regular(fd, st);
 }
 
 void sym_owners_of(pid_t pid, struct sym_owners *o)

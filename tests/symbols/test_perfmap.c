@@ -136,21 +136,21 @@ static void test_load_from_file(void **state)
 
     /* whole lines only: the JIT may be writing the last one */
     write_file(path, "1000 10 first\n2000 10 second\n3000 10 half-writ");
-    assert_int_equal(sym_perfmap_load(&pm, path, &me, 1 << 20, &st), 0);
+    assert_int_equal(sym_perfmap_load(&pm, "", path, &me, 1 << 20, &st), 0);
     assert_int_equal(pm.n, 2);
     assert_string_equal(sym_perfmap_find(&pm, 0x2004)->name, "second");
     assert_null(sym_perfmap_find(&pm, 0x3004));
     /* too big for the bound: refused, the table read before is kept */
-    assert_int_equal(sym_perfmap_load(&pm, path, &me, 8, &st), -1);
+    assert_int_equal(sym_perfmap_load(&pm, "", path, &me, 8, &st), -1);
     assert_int_equal(pm.n, 2);
 
     /* owned by a user that is not the target's: planted, not read */
     if (getuid() == 0) {
         assert_int_equal(chown(path, 65534, 65534), 0);
         struct sym_owners target = { { 0, 1000, 1000, 1000, 1000 }, 5 };
-        assert_int_equal(sym_perfmap_load(&pm, path, &target, 1 << 20, &st), -1);
+        assert_int_equal(sym_perfmap_load(&pm, "", path, &target, 1 << 20, &st), -1);
         struct sym_owners nobody = { { 0, 65534 }, 2 };
-        assert_int_equal(sym_perfmap_load(&pm, path, &nobody, 1 << 20, &st), 0);
+        assert_int_equal(sym_perfmap_load(&pm, "", path, &nobody, 1 << 20, &st), 0);
     }
 
     /* a FIFO (no writer) fails at once instead of blocking; so does a directory */
@@ -158,7 +158,7 @@ static void test_load_from_file(void **state)
     snprintf(fifo, sizeof(fifo), "%s/perf-2.map", dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     time_t t0 = time(NULL);
-    assert_int_equal(sym_perfmap_load(&pm, fifo, &me, 1 << 20, &st), -1);
+    assert_int_equal(sym_perfmap_load(&pm, "", fifo, &me, 1 << 20, &st), -1);
     assert_int_equal(sym_open_regular(fifo, &st), -1);
     assert_true(time(NULL) - t0 < 2);
     assert_int_equal(sym_open_regular(dir, &st), -1);

@@ -33,6 +33,7 @@
 #include "symbols.h"
 
 enum { T_SYMTAB, T_NOPIE, T_STRIPPED, T_NOLINK, T_DEBUG, T_LIB, T_LIB_STRIPPED, T_NOARANGES,
+       T_DEBUG_NOID,
        T_COUNT };
 static const char *paths[T_COUNT];
 /* The running target, killed by the teardown if a failed assertion
@@ -347,6 +348,14 @@ static void test_build_id_dir(void **state)
     assert_int_not_equal(r.source, SYM_SRC_DEBUGFILE);
     assert_null(strstr(r.name, "symtarget"));
     sym_close(s);
+    /* A file at the build-id path that carries no build-id is not taken
+     * (the same debug file with its note removed). */
+    assert_int_equal(copy_file(paths[T_DEBUG_NOID], file, 0), 0);
+    s = open_for(&t, dir);
+    sym_resolve(s, fact_addr(&t, "marked"), 0, &r);
+    assert_int_not_equal(r.source, SYM_SRC_DEBUGFILE);
+    sym_close(s);
+    assert_int_equal(copy_file(paths[T_DEBUG], file, 0), 0);
     s = open_for(&t, dir);
     check_full_symbols(&t, s, SYM_SRC_DEBUGFILE, 1);
     sym_close(s);
