@@ -184,6 +184,23 @@ static void warn_late_ticks(const struct sampler *s, int quiet)
             100.0 * (double)s->missed_ticks / (double)due);
 }
 
+/* Files the target names are opened under its root with openat2, which
+ * keeps its symbolic links inside that root (symbols: sym_open_rooted).
+ * Without openat2 (before Linux 5.6, or refused by a seccomp filter) an
+ * absolute link there is followed from our root: said when the target's
+ * root is not ours (a container or chroot), where it matters. */
+static void warn_unconfined_root(int root_fd, int quiet)
+{
+    struct stat theirs, ours;
+    if (quiet || root_fd < 0 || sym_rooted_confined() || fstat(root_fd, &theirs) != 0 ||
+        stat("/", &ours) != 0 || (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino))
+        return;
+    fprintf(stderr, "vmprof-attach: warning: this kernel cannot keep lookups inside the "
+            "target's root (openat2 is missing or refused), so a symbolic link there is "
+            "followed from this machine's root when objects are read; profile only "
+            "containers you trust, or use Linux 5.6 or later without a filter on openat2\n");
+}
+
 struct find_ctx { int notice_given; int quiet; };
 
 static struct vm_decoder *find_vm(struct sampler *s, void *arg)
@@ -301,6 +318,7 @@ static int profile(const struct options *o, struct run_result *res)
     int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd >= 0)
         snprintf(root, sizeof(root), "/proc/self/fd/%d", root_fd);
+    warn_unconfined_root(root_fd, o->quiet);
 
     char *cmdline = res->cmdline;
     read_cmdline(sess.pid, cmdline, sizeof(res->cmdline));

@@ -134,7 +134,10 @@ static int read_loads(Elf *e, struct elf_object *o)
 
 /* Open path under root; fall back to alt_path (map_files) when that fails or
  * names another file than the mapped inode (replaced on disk), and to the
- * bare path when the root is gone (target exited) and the inode matches. */
+ * bare path on our own root when the inode and the device both match (a
+ * chroot'd target: its maps show our paths; the device too, so that a file
+ * the target renamed away cannot send us to another filesystem's file of
+ * the same inode number). */
 static int open_object_fd(const struct elf_open_args *a, struct stat *st)
 {
     size_t plen = strlen(a->path);
@@ -152,7 +155,8 @@ static int open_object_fd(const struct elf_open_args *a, struct stat *st)
     }
     if (fd < 0 && !deleted && a->root[0] && a->path[0] == '/') {
         fd = sym_open_regular(a->path, st);
-        if (fd >= 0 && (!a->inode || (uint64_t)st->st_ino != a->inode)) {
+        if (fd >= 0 && (!a->inode || (uint64_t)st->st_ino != a->inode ||
+                        (uint64_t)st->st_dev != a->dev)) {
             close(fd);
             fd = -1;
         }

@@ -53,6 +53,7 @@ struct elf_open_args {
     const char *root;           /* "" or "/proc/PID/root" */
     const char *path;           /* path as in the maps */
     uint64_t inode;             /* from the maps; 0 = unknown */
+    uint64_t dev;               /* from the maps (makedev), with inode */
     const char *alt_path;       /* e.g. /proc/PID/map_files/S-E, or NULL */
     const char *debug_dir;      /* e.g. "/usr/lib/debug" */
 };

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -138,6 +139,7 @@ static struct elf_object *object_for(struct symbolizer *s, const struct sym_mapp
              (int)s->pid, m->start, m->end);
     struct elf_open_args a = {
         .root = s->root, .path = m->path, .inode = m->inode,
+        .dev = makedev(m->dev_major, m->dev_minor),
         .alt_path = s->pid > 0 ? alt : NULL, .debug_dir = s->debug_dir,
     };
     o = elf_object_open(&a);

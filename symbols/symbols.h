@@ -30,8 +30,10 @@ int sym_open_regular(const char *path, struct stat *st);
 /* The same, for a path the target names, looked up as the target sees it
  * under root (e.g. "/proc/PID/root"; "" or NULL = our own root): links,
  * absolute ones and "..", cannot leave root (openat2 RESOLVE_IN_ROOT).
- * Where openat2 is refused (ENOSYS, EPERM) opens root+path as before. */
+ * Where openat2 is missing (sym_rooted_confined() == 0) opens root+path,
+ * which follows an absolute link from our own root. */
 int sym_open_rooted(const char *root, const char *path, struct stat *st);
+int sym_rooted_confined(void);
 /* Who may own a file the target writes for us: root and the process's
  * real, effective, saved and filesystem uids (read from /proc/PID/status
  * while it runs; only root when it cannot be read). */

@@ -14,7 +14,8 @@
  * included, stay inside that root (openat2's RESOLVE_IN_ROOT), so a
  * container cannot point the attacher at a file of the host. Only where
  * openat2 is missing (kernels before 5.6, or a seccomp filter that refuses
- * it) is root+path opened from the attacher's own root, as before.
+ * it: sym_rooted_confined, asked once) is root+path opened from the
+ * attacher's own root, as before; the caller says so to the user.
  */
 #include "symbols.h"
 
@@ -57,10 +58,40 @@ int sym_open_regular(const char *path, struct stat *st)
     return keep_regular(open(path, OPEN_FLAGS), st);
 }
 
+/* Whether openat2 with RESOLVE_IN_ROOT works here, asked once: 1 yes, 0 no
+ * (ENOSYS before Linux 5.6, or refused by a seccomp filter). */
+int sym_rooted_confined(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+        int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
+        known = fd >= 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    return known;
+}
+
+/* openat2 fails with EAGAIN when a rename or a mount anywhere raced a
+ * lookup that went through ".." (openat2(2)); build-id links are often
+ * relative ("../../usr/bin/x.debug"). Tried again this many times. */
+#define ROOTED_TRIES 16
+
 int sym_open_rooted(const char *root, const char *path, struct stat *st)
 {
     if (!root || !root[0])
         return sym_open_regular(path, st);
+    if (!sym_rooted_confined()) {
+        char *p;
+        if (asprintf(&p, "%s%s", root, path) < 0)
+            return -1;
+        int fd = sym_open_regular(p, st);
+        int e = errno;
+        free(p);
+        errno = e;
+        return fd;
+    }
     int dir = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return -1;
@@ -68,19 +99,14 @@ int sym_open_rooted(const char *root, const char *path, struct stat *st)
         .flags = OPEN_FLAGS,
         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    int fd = (int)syscall(SYS_openat2, dir, path, &how, sizeof(how));
+    int fd = -1;
+    for (int i = 0; i < ROOTED_TRIES; i++) {
+        fd = (int)syscall(SYS_openat2, dir, path, &how, sizeof(how));
+        if (fd >= 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+    }
     int e = errno;
     close(dir);
-    if (fd < 0 && (e == ENOSYS || e == EPERM)) {
-        char *p;
-        if (asprintf(&p, "%s%s", root, path) < 0)
-            return -1;
-        fd = sym_open_regular(p, st);
-        e = errno;
-        free(p);
-        errno = e;
-        return fd;
-    }
     errno = e;
     return keep_regular(fd, st);
 }

@@ -3,7 +3,9 @@ roots (tests/roots/make-root builds them once and caches them): the target
 runs in the root with the shim preloaded, under chroot and also in its own
 PID namespace with its own /proc (the container case); vmprof-attach runs
 outside and attaches with -p. Checked: Python names and nesting a -> b -> c,
-and sorted() (C) calling a Python key function, sample by sample.
+and sorted() (C) calling a Python key function, sample by sample. Where
+the kernel cannot confine lookups to the target's root (no openat2), the
+attacher says so for a target in another root.
 
 These tests must run in CI: a missing root is built here (about 40 s each,
 network and root needed); failing to build it fails the test."""
@@ -16,7 +18,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "cpython"))
-from conftest import SHIM, SRC, attach  # noqa: E402
+from conftest import SHIM, SRC, attach, target  # noqa: E402
 import pyprof  # noqa: E402
 from pyprof import names  # noqa: E402
 
@@ -121,3 +123,20 @@ def test_python_frames_in_root(tmp_path, targets, root, pidns):
         check_nesting(samples, native)
         pyprof.log_report(f"stop times {root[0]} {'pidns' if pidns else 'chroot'} {native}",
                           r.stderr.splitlines()[-1])
+
+
+def test_unconfined_root_is_reported(targets, root):
+    """Without openat2 (played by a preloaded library) a symbolic link in
+    the target's root would be followed from ours: said in one line; with
+    it, nothing is said."""
+    pid = start_in_root(targets, root, False)
+    env = dict(os.environ, LD_PRELOAD=target("libno_openat2.so"),
+               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+    r = attach(["-p", str(pid), "-d", "0.5", "-o", "/dev/null"], env=env)
+    assert r.returncode == 0, r.stderr
+    warned = [ln for ln in r.stderr.splitlines() if "cannot keep lookups inside" in ln]
+    assert len(warned) == 1, r.stderr
+    assert "Linux 5.6" in warned[0], warned
+    r = attach(["-p", str(pid), "-d", "0.5", "-o", "/dev/null"])
+    assert r.returncode == 0, r.stderr
+    assert "cannot keep lookups" not in r.stderr, r.stderr

@@ -352,7 +352,7 @@ static void test_build_id_dir(void **state)
      * (the same debug file with its note removed). */
     assert_int_equal(copy_file(paths[T_DEBUG_NOID], file, 0), 0);
     s = open_for(&t, dir);
-    sym_resolve(s, fact_addr(&t, "marked"), 0, &r);
+    assert_int_equal(sym_resolve(s, fact_addr(&t, "marked"), 0, &r), 1);
     assert_int_not_equal(r.source, SYM_SRC_DEBUGFILE);
     sym_close(s);
     assert_int_equal(copy_file(paths[T_DEBUG], file, 0), 0);

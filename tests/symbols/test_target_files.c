@@ -3,12 +3,15 @@
  * (sym_open_rooted): links inside a container's root, absolute ones and
  * ones that climb with "..", resolve inside that root, never to the
  * attacher's (the host's) files; plain paths still open; a FIFO or a
- * directory is refused at once.
+ * directory is refused at once; magic links (/proc/self/root) are not
+ * followed; a lookup through ".." raced by renames elsewhere (openat2's
+ * EAGAIN) still opens.
  * Each test builds its own root in a fresh temporary directory, and a
  * "host" file outside it whose absolute path a link in the root names.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -211,11 +214,93 @@ static void test_perfmap_file_stays_in_root(void **state)
     assert_int_equal(f.have, 1);
     assert_non_null(sym_perfmap_find(&f.pm, 0x1004));
     assert_string_equal(sym_perfmap_find(&f.pm, 0x1004)->name, "root_name");
-    /* changed: read again; unchanged: kept */
+    /* changed: read again; unchanged: kept (not read again) */
     put(sc->shadow, "1000 10 root_name\n2000 10 second\n");
     sym_perfmap_file_refresh(&f, 1 << 20);
     assert_int_equal(f.pm.n, 2);
+    const struct sym_perfmap_entry *before = f.pm.v;
+    sym_perfmap_file_refresh(&f, 1 << 20);
+    assert_ptr_equal(f.pm.v, before);
     sym_perfmap_file_close(&f);
+}
+
+/* The roots the attacher passes: /proc/PID/root, or /proc/self/fd/N
+ * holding it; a magic link inside the root is not followed. */
+static void test_proc_roots_and_magic_links(void **state)
+{
+    struct scene *sc = *state;
+    char p[128], root[64], buf[32];
+    need_openat2();
+    snprintf(p, sizeof p, "%s/lib/libz.so", sc->root);
+    put(p, "elf?\n");
+    int dir = open(sc->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dir >= 0);
+    snprintf(root, sizeof root, "/proc/self/fd/%d", dir);
+    int fd = sym_open_rooted(root, "/lib/libz.so", NULL);
+    assert_true(fd >= 0);
+    slurp(fd, buf, sizeof buf);
+    assert_string_equal(buf, "elf?\n");
+    close(fd);
+    close(dir);
+    snprintf(root, sizeof root, "/proc/%d/root", (int)getpid());
+    fd = sym_open_rooted(root, sc->host_file, NULL);
+    assert_true(fd >= 0);
+    close(fd);
+    /* /proc/self/root is a magic link: refused (it would leave any root) */
+    errno = 0;
+    assert_int_equal(sym_open_rooted("/", "/proc/self/root/etc/hostname", NULL), -1);
+    assert_int_equal(errno, ELOOP);
+}
+
+struct renamer { const char *dir; volatile int stop; };
+
+static void *rename_loop(void *arg)
+{
+    struct renamer *r = arg;
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/a", r->dir);
+    snprintf(b, sizeof b, "%s/b", r->dir);
+    put(a, "x");
+    while (!r->stop) {
+        if (rename(a, b) != 0 || rename(b, a) != 0)
+            break;
+    }
+    return NULL;
+}
+
+/* A relative build-id link (../../../usr/bin/x.debug, as distributions
+ * ship them) opened while another thread renames files elsewhere: the
+ * kernel fails such lookups with EAGAIN now and then (11% here without a
+ * retry); every open must succeed. */
+static void test_dotdot_lookup_raced_by_renames(void **state)
+{
+    struct scene *sc = *state;
+    char p[256], link[256];
+    need_openat2();
+    snprintf(p, sizeof p, "%s/usr/bin/x.debug", sc->root);
+    mkdirs_for(p);
+    put(p, "debug\n");
+    snprintf(link, sizeof link, "%s/lib/.build-id/ab/cdef.debug", sc->root);
+    mkdirs_for(link);
+    assert_int_equal(symlink("../../../usr/bin/x.debug", link), 0);
+    struct renamer r = { sc->host_dir, 0 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rename_loop, &r), 0);
+    int failed = 0, first_errno = 0;
+    for (int i = 0; i < 20000; i++) {
+        int fd = sym_open_rooted(sc->root, "/lib/.build-id/ab/cdef.debug", NULL);
+        if (fd < 0) {
+            if (!failed++)
+                first_errno = errno;
+        } else {
+            close(fd);
+        }
+    }
+    r.stop = 1;
+    pthread_join(th, NULL);
+    if (failed)
+        print_error("%d of 20000 opens failed, first with errno %d\n", failed, first_errno);
+    assert_int_equal(failed, 0);
 }
 
 int main(void)
@@ -225,6 +310,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dotdot_stays_in_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_files_and_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_perfmap_file_stays_in_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proc_roots_and_magic_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dotdot_lookup_raced_by_renames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
