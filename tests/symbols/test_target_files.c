@@ -63,6 +63,17 @@ static void slurp(int fd, char *buf, size_t len)
     buf[n] = 0;
 }
 
+/* root+path opens (sym_open_rooted) and holds text. */
+static void expect_text(const char *root, const char *path, const char *text)
+{
+    char buf[64];
+    int fd = sym_open_rooted(root, path, NULL);
+    assert_true(fd >= 0);
+    slurp(fd, buf, sizeof buf);
+    assert_string_equal(buf, text);
+    close(fd);
+}
+
 static void mkdirs_for(const char *file)
 {
     char p[256];
@@ -109,7 +120,7 @@ static void test_absolute_link_stays_in_root(void **state)
 {
     struct scene *sc = *state;
     need_openat2();
-    char link[128], buf[32];
+    char link[128];
     struct stat st;
     snprintf(link, sizeof link, "%s/lib/x", sc->root);
     assert_int_equal(symlink(sc->host_file, link), 0);
@@ -120,11 +131,7 @@ static void test_absolute_link_stays_in_root(void **state)
 
     mkdirs_for(sc->shadow);
     put(sc->shadow, "root\n");
-    int fd = sym_open_rooted(sc->root, "/lib/x", &st);
-    assert_true(fd >= 0);
-    slurp(fd, buf, sizeof buf);
-    assert_string_equal(buf, "root\n");
-    close(fd);
+    expect_text(sc->root, "/lib/x", "root\n");
 }
 
 /* A relative link that climbs far past the root, and a path given with
@@ -133,7 +140,7 @@ static void test_dotdot_stays_in_root(void **state)
 {
     struct scene *sc = *state;
     need_openat2();
-    char link[128], target[256], path[256], buf[32];
+    char link[128], target[256], path[256];
     snprintf(link, sizeof link, "%s/lib/y", sc->root);
     snprintf(target, sizeof target, "../../../../../../../..%s", sc->host_file);
     assert_int_equal(symlink(target, link), 0);
@@ -144,16 +151,8 @@ static void test_dotdot_stays_in_root(void **state)
 
     mkdirs_for(sc->shadow);
     put(sc->shadow, "root\n");
-    int fd = sym_open_rooted(sc->root, "/lib/y", NULL);
-    assert_true(fd >= 0);
-    slurp(fd, buf, sizeof buf);
-    assert_string_equal(buf, "root\n");
-    close(fd);
-    fd = sym_open_rooted(sc->root, path, NULL);
-    assert_true(fd >= 0);
-    slurp(fd, buf, sizeof buf);
-    assert_string_equal(buf, "root\n");
-    close(fd);
+    expect_text(sc->root, "/lib/y", "root\n");
+    expect_text(sc->root, path, "root\n");
 }
 
 /* A file in the root opens with its stat; a FIFO (no writer) and a
@@ -181,11 +180,7 @@ static void test_plain_files_and_refusals(void **state)
     assert_int_equal(sym_open_rooted(sc->root, "/lib", &st), -1);
     assert_int_equal(sym_open_rooted(sc->root, "/lib/none", &st), -1);
 
-    fd = sym_open_rooted("", sc->host_file, &st);
-    assert_true(fd >= 0);
-    slurp(fd, buf, sizeof buf);
-    assert_string_equal(buf, "host\n");
-    close(fd);
+    expect_text("", sc->host_file, "host\n");
     assert_int_equal(sym_open_rooted("/nonexistent-root-dir", "/lib/libz.so", &st), -1);
 }
 
@@ -229,23 +224,17 @@ static void test_perfmap_file_stays_in_root(void **state)
 static void test_proc_roots_and_magic_links(void **state)
 {
     struct scene *sc = *state;
-    char p[128], root[64], buf[32];
+    char p[128], root[64];
     need_openat2();
     snprintf(p, sizeof p, "%s/lib/libz.so", sc->root);
     put(p, "elf?\n");
     int dir = open(sc->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     assert_true(dir >= 0);
     snprintf(root, sizeof root, "/proc/self/fd/%d", dir);
-    int fd = sym_open_rooted(root, "/lib/libz.so", NULL);
-    assert_true(fd >= 0);
-    slurp(fd, buf, sizeof buf);
-    assert_string_equal(buf, "elf?\n");
-    close(fd);
+    expect_text(root, "/lib/libz.so", "elf?\n");
     close(dir);
     snprintf(root, sizeof root, "/proc/%d/root", (int)getpid());
-    fd = sym_open_rooted(root, sc->host_file, NULL);
-    assert_true(fd >= 0);
-    close(fd);
+    expect_text(root, sc->host_file, "host\n");
     /* /proc/self/root is a magic link: refused (it would leave any root) */
     errno = 0;
     assert_int_equal(sym_open_rooted("/", "/proc/self/root/etc/hostname", NULL), -1);
