@@ -43,7 +43,13 @@ int merge_stack(const struct merge_input *in, uint64_t *words, int max)
     }
     for (int i = 0; i < in->n_nat; i++) {
         const struct native_frame *f = &in->nat[i];
-        while (v < in->n_vm && in->vm[v].anchor && in->vm[v].anchor < f->cfa) {
+        /* A frame whose end is unknown (the outermost one unwound: a
+         * thread's entry, or where the unwind stopped short) holds no VM
+         * frame: they go outside it. An entry frame never runs Python; a
+         * leaf whose unwind failed (assembly without unwind tables, the
+         * instruction after clone3's system call) was called by them. */
+        while (v < in->n_vm && in->vm[v].anchor && f->cfa != UINT64_MAX &&
+               in->vm[v].anchor < f->cfa) {
             n = put(words, n, max, in->lines, in->vm[v].line, in->vm[v].id);
             v++;
         }

@@ -5,7 +5,8 @@
  * Rule: a VM frame whose anchor lies in the native frame's [sp, cfa)
  * takes that native frame's place (the group goes right where the
  * interpreter frame running it is). No counting, no guessing: a VM frame
- * whose anchor no native frame holds goes outermost.
+ * whose anchor no native frame holds goes outermost; a native frame whose
+ * cfa is unknown (UINT64_MAX: the last one unwound) holds none.
  */
 #ifndef VMPROF_MERGE_H
 #define VMPROF_MERGE_H

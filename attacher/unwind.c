@@ -640,8 +640,19 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
         if (!m) {
             *unknown = UNWIND_NO_MAPPING;
             u->st.unknown_ips++;
-        } else if (!(m->prot & SYM_PROT_X) && !*unknown) {
-            *unknown = UNWIND_NOT_CODE;
+        } else if (!(m->prot & SYM_PROT_X)) {
+            if (!*unknown)
+                *unknown = UNWIND_NOT_CODE;
+            /* A return address in data: the step read a word that is not
+             * one (seen: a new thread stopped just after clone3's system
+             * call, where glibc has no unwind table on purpose, gave a
+             * heap address 117 times over). No frame, and nothing past
+             * it; the caller reads the maps again in case they were
+             * stale. The innermost frame is where the thread is: kept. */
+            if (n > 0) {
+                u->st.failures++;
+                break;
+            }
         }
         int raw = m && lacks_table(u, m);
         out[n].ip = ip;

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "merge.h"
@@ -94,6 +95,28 @@ static void test_unanchored_vm_frames_go_outermost(void **state)
     assert_int_equal(w[7], 0x50);
 }
 
+/* The unwind stopped short (assembly without unwind tables, the
+ * instruction after clone3's system call): the last native frame's end is
+ * unknown, and it must not swallow the VM frames that called it. */
+static void test_truncated_unwind_keeps_vm_frames_outside(void **state)
+{
+    (void)state;
+    uint64_t w[64];
+    const struct native_frame leaf[] = { { 0x1010, 0x7000, UINT64_MAX, 0x1000 } };
+    struct merge_input in = { leaf, 1, vm, 3, NATIVE_ALL, 0, is_interp, NULL };
+    const uint64_t want_leaf[] = { 0x1001, 0x30, 0x20, 0x10 };
+    assert_int_equal(merge_stack(&in, w, 64), 4);
+    assert_memory_equal(w, want_leaf, sizeof(want_leaf));
+    /* stopped after c_outer: f3 and f2 still go inside eval #2 */
+    struct native_frame cut[3];
+    memcpy(cut, nat, sizeof(cut));
+    cut[2].cfa = UINT64_MAX;
+    struct merge_input in2 = { cut, 3, vm, 3, NATIVE_ALL, 0, is_interp, NULL };
+    const uint64_t want_cut[] = { 0x1001, 0x30, 0x20, 0x5001, 0x2001, 0x10 };
+    assert_int_equal(merge_stack(&in2, w, 64), 6);
+    assert_memory_equal(w, want_cut, sizeof(want_cut));
+}
+
 static void test_no_vm_frames_keeps_native_stack(void **state)
 {
     (void)state;
@@ -132,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_none_keeps_vm_frames_only),
         cmocka_unit_test(test_lines_put_a_line_before_every_frame),
         cmocka_unit_test(test_unanchored_vm_frames_go_outermost),
+        cmocka_unit_test(test_truncated_unwind_keeps_vm_frames_outside),
         cmocka_unit_test(test_no_vm_frames_keeps_native_stack),
         cmocka_unit_test(test_output_is_bounded),
         cmocka_unit_test(test_odd_function_start_keeps_its_value),
