@@ -141,7 +141,7 @@ static void print_stats(const struct sampler *s)
             "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
             "resume_us_p99=%.0f vm_reads_avg=%.2f vm_pages_avg=%.1f read_in_stop=%llu "
             "guess_misses=%llu maps_kept=%llu calls_failed=%llu stops_spared=%llu "
-            "blocked_credit=%llu\n",
+            "blocked_credit=%llu vm_truncated=%llu\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stop_all.n,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -162,7 +162,22 @@ static void print_stats(const struct sampler *s)
             cs.captures ? (double)cs.pages / (double)cs.captures : 0.0,
             (unsigned long long)s->read_in_stop, (unsigned long long)s->guess_misses,
             (unsigned long long)s->maps_kept, (unsigned long long)s->calls_failed,
-            (unsigned long long)s->stops_spared, (unsigned long long)s->blocked_credit);
+            (unsigned long long)s->stops_spared, (unsigned long long)s->blocked_credit,
+            (unsigned long long)(s->dec ? s->dec->stat_truncated : 0));
+}
+
+/* Stacks deeper than MAX_VM_FRAMES VM frames (recursion past Python's
+ * default limit of 1000) keep their innermost frames; the outermost,
+ * where the recursion was entered, are not in the log. Said once. */
+static void warn_truncated(const struct sampler *s, int quiet)
+{
+    uint64_t n = s->dec ? s->dec->stat_truncated : 0;
+    if (quiet || n == 0)
+        return;
+    fprintf(stderr, "vmprof-attach: warning: %llu stacks had more than %d %s frames (deep "
+            "recursion); each keeps its innermost %d, so their outermost frames (where the "
+            "recursion began) are missing from the profile\n",
+            (unsigned long long)n, MAX_VM_FRAMES, s->dec->interp_name, MAX_VM_FRAMES);
 }
 
 /* Ticks that came a whole interval late or more: the ticks before took
@@ -404,8 +419,10 @@ static int profile(const struct options *o, struct run_result *res)
         s->prof = NULL;
         if (!o->quiet && rc == EXIT_OK)
             print_top(outpath, 10);
-        if (rc == EXIT_OK)
+        if (rc == EXIT_OK) {
             warn_late_ticks(s, o->quiet);
+            warn_truncated(s, o->quiet);
+        }
         if (!o->quiet && rc == EXIT_OK)
             fprintf(stderr, "vmprof-attach: %llu samples in %.1f s from %llu threads of "
                     "process %d (%s)%s\nvmprof-attach: wrote %s; view it with: vmprof-report %s\n",

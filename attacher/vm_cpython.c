@@ -202,8 +202,10 @@ static int walk_cframes(struct cpy *c, struct walk *w, uint64_t cf)
     int have = 0;                   /* cfb holds cf: read as the last outer */
 
     for (int groups = 0; cf != root && cf != 0; groups++) {
-        if (groups >= MAX_GROUPS || w->n >= w->max)
+        if (groups >= MAX_GROUPS || w->n >= w->max) {
+            w->cut = 1;             /* a group is left */
             break;
+        }
         if (!anchor_ok(w, cf) || (!have && fetch(c, cf, cfb, L->cf_read) < 0))
             return groups == 0 ? WALK_STALE : WALK_FAIL;
         w->last_anchor = cf;
@@ -217,16 +219,22 @@ static int walk_cframes(struct cpy *c, struct walk *w, uint64_t cf)
         }
         uint64_t f = u64(cfb, L->cf_read, L->cf_current_frame);
         while (f != 0 && f != stop) {
-            if (++w->steps > MAX_STEPS)
+            if (++w->steps > MAX_STEPS) {
+                w->cut = 1;
                 return w->n;
+            }
             if (!cpy_ptr_ok(f, 8) || fetch(c, f, fr, L->fr_read) < 0)
                 return WALK_FAIL;
             uint8_t owner = fr[L->fr_owner];
             if (owner <= CPY_OWNER_GENERATOR && emit_frame(c, w, fr, cf) < 0)
                 return WALK_FAIL;
-            if (fr[L->fr_is_entry] || w->n >= w->max)
+            if (fr[L->fr_is_entry])
                 break;
             f = u64(fr, L->fr_read, L->fr_previous);
+            if (w->n >= w->max) {
+                w->cut |= f != 0 && f != stop;  /* frames of this group left */
+                break;
+            }
         }
         cf = outer;
         if (have)
@@ -255,14 +263,17 @@ static int walk_entries(struct cpy *c, struct walk *w, uint64_t f)
                 w->out[i].anchor = f;
             w->group_start = w->n;
             w->last_anchor = f;
-            if (++groups >= MAX_GROUPS || w->n >= w->max)
+            if (++groups >= MAX_GROUPS || w->n >= w->max) {
+                w->cut |= u64(fr, L->fr_read, L->fr_previous) != 0;
                 break;
+            }
         } else if (owner <= CPY_OWNER_GENERATOR) {
             if (emit_frame(c, w, fr, 0) < 0)
                 return WALK_FAIL;
         }
         f = u64(fr, L->fr_read, L->fr_previous);
     }
+    w->cut |= f != 0 && w->steps > MAX_STEPS;
     return w->n;
 }
 
@@ -327,6 +338,7 @@ static int walk_thread(struct cpy *c, pid_t tid, uint64_t tstate,
     if (r > 0)
         r = resolve_frames(c, out, r);
     c->st.truncated += r >= 0 && w.cut;
+    c->base.stat_truncated += r >= 0 && w.cut;
     return r;
 }
 

@@ -60,6 +60,8 @@ struct vm_decoder {
     void *sink_arg;
     int want_lines;             /* --lines: fill vm_frame.line */
     uint64_t stat_capture_fail; /* captures that returned -1 */
+    uint64_t stat_truncated;    /* captures cut at max frames: the innermost
+                                   max were kept, the outermost left out */
 };
 
 #endif

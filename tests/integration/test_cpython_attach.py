@@ -138,3 +138,29 @@ def test_forked_workers_have_their_own_registry_and_profile(tmp_path, targets):
             want = ["<module>", "main", "parent_work"] if who == "parent" else \
                 ["<module>", "main", "start_child", "child_one"]
             assert py[:len(want)] == want, (who, py)
+
+
+def test_stacks_deeper_than_kept_are_said_cut(tmp_path):
+    # 1500 Python frames: each sample keeps the innermost 1024 (vmprof's
+    # own depth limit is of the same order); the cut used to be silent.
+    # It is counted (vm_truncated) and said in one warning line; a stack
+    # that fits is whole, down from main.
+    for depth, cut in ((1500, True), (300, False)):
+        out = tmp_path / f"deep{depth}.prof"
+        r = attach(["--stats", "-o", str(out), "--", DEBIAN_PY,
+                    pyprof.script("deep_recursion.py"), "1.5", str(depth)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        kv = pyprof.stats_kv(r.stderr)
+        _, samples = pyprof.read_samples(str(out))
+        deep = [pyprof.py_names(fr) for fr, _ in samples
+                if pyprof.py_names(fr).count("rec") >= min(depth, 1000)]
+        assert len(deep) > 50, (len(deep), len(samples))
+        warned = [ln for ln in r.stderr.splitlines() if "stacks had more than 1024" in ln]
+        if cut:
+            assert int(kv["vm_truncated"]) >= 50, kv     # stops, not samples
+            assert len(warned) == 1, r.stderr
+            assert all(len(p) == 1024 and p[0] == "rec" for p in deep), \
+                {len(p) for p in deep}
+        else:
+            assert int(kv["vm_truncated"]) == 0 and not warned, r.stderr
+            assert all(p[:2] == ["<module>", "main"] for p in deep), deep[0][:3]
