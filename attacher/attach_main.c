@@ -141,7 +141,7 @@ static void print_stats(const struct sampler *s)
             "copy_us_p99=%.0f vm_us_p50=%.0f vm_us_p99=%.0f resume_us_p50=%.0f "
             "resume_us_p99=%.0f vm_reads_avg=%.2f vm_pages_avg=%.1f read_in_stop=%llu "
             "guess_misses=%llu maps_kept=%llu calls_failed=%llu stops_spared=%llu "
-            "blocked_credit=%llu vm_truncated=%llu\n",
+            "blocked_credit=%llu exit_credit=%llu exit_unseen=%llu vm_truncated=%llu\n",
             (unsigned long long)s->ticks, (unsigned long long)s->samples,
             (unsigned long long)s->missed_ticks, (unsigned long long)s->stop_all.n,
             sampler_stop_percentile(s, 0.5), sampler_stop_percentile(s, 0.99),
@@ -163,6 +163,7 @@ static void print_stats(const struct sampler *s)
             (unsigned long long)s->read_in_stop, (unsigned long long)s->guess_misses,
             (unsigned long long)s->maps_kept, (unsigned long long)s->calls_failed,
             (unsigned long long)s->stops_spared, (unsigned long long)s->blocked_credit,
+            (unsigned long long)s->exit_credit, (unsigned long long)s->exit_unseen,
             (unsigned long long)(s->dec ? s->dec->stat_truncated : 0));
 }
 

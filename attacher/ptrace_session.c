@@ -140,16 +140,19 @@ static void thread_reset(struct thread *t)
     t->still = 0;
 }
 
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 /* Closes the files the sampler keeps open for t. */
 static void thread_close_files(struct thread *t)
 {
-    if (t->schedstat_fd >= 0)
-        close(t->schedstat_fd);
-    if (t->runs_fd >= 0)
-        close(t->runs_fd);
-    if (t->call_fd >= 0)
-        close(t->call_fd);
-    t->schedstat_fd = t->runs_fd = t->call_fd = -1;
+    close_fd(&t->schedstat_fd);
+    close_fd(&t->runs_fd);
+    close_fd(&t->call_fd);
 }
 
 static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread_state st)
@@ -158,6 +161,7 @@ static struct thread *thread_add_state(struct session *s, pid_t tid, enum thread
     if (t) {
         if (t->state == THREAD_GONE) {
             /* A tid reused after its thread was reaped: a new thread. */
+            thread_close_files(t);
             thread_reset(t);
             t->state = st;
             s->gone--;
@@ -214,7 +218,10 @@ static void thread_gone(struct session *s, struct thread *t)
         return;
     t->state = THREAD_GONE;
     t->interrupt_pending = 0;
-    thread_close_files(t);
+    /* Its CPU clock stays open until the sweep: a task clock still reads
+     * the thread's CPU time after its exit (sampler.c, settle_exit). */
+    close_fd(&t->runs_fd);
+    close_fd(&t->call_fd);
     s->gone++;
 }
 
@@ -225,6 +232,7 @@ void session_sweep(struct session *s)
     size_t k = 0;
     for (size_t i = 0; i < s->n; i++) {
         if (s->v[i]->state == THREAD_GONE) {
+            thread_close_files(s->v[i]);
             free(s->v[i]->last_words);
             free_failing_sites(s->v[i]);
             free(s->v[i]);
@@ -322,11 +330,21 @@ static void let_go_of_process(struct session *s, pid_t pid, int status)
            (void *)(uintptr_t)(((unsigned)status >> 16) == 0 ? sig : 0));
 }
 
+/* A thread started by the target while traced: added, and on_thread_born
+ * told of it. */
+static struct thread *thread_born(struct session *s, pid_t tid)
+{
+    struct thread *t = session_thread_add(s, tid);
+    if (t && s->on_thread_born)
+        s->on_thread_born(s->on_thread_born_arg, t);
+    return t;
+}
+
 /* A thread we had not heard of reports its first status. */
 static struct thread *newborn(struct session *s, pid_t tid, int status)
 {
     if (is_member(s, tid))
-        return session_thread_add(s, tid);
+        return thread_born(s, tid);
     /* A process the target made (not a thread): not ours to trace. */
     if (WIFSTOPPED(status))
         let_go_of_process(s, tid, status);
@@ -342,7 +360,7 @@ static void on_clone(struct session *s, pid_t tid)
     if (session_find(s, c) && session_find(s, c)->state != THREAD_GONE)
         return;                     /* its own first stop came first */
     if (is_member(s, c))
-        session_thread_add(s, c);
+        thread_born(s, c);
     else if (proc_thread_tracer(c, c) == getpid())
         thread_add_state(s, c, THREAD_FOREIGN);  /* detached at its first stop */
 }

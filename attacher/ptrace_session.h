@@ -40,7 +40,8 @@ struct thread {
     pid_t ns_tid;               /* the tid the target sees (PID namespace), 0 unknown */
     enum thread_state state;
     int schedstat_fd;           /* /proc/PID/task/TID/schedstat or a task clock
-                                   (task_clock), -1 closed */
+                                   (task_clock), -1 closed; a gone thread's
+                                   stays open until session_sweep */
     int task_clock;             /* schedstat_fd is a perf task clock */
     uint64_t cpu_ns;            /* CPU time at the last check */
     uint64_t cpu_read_ns;       /* when (CLOCK_MONOTONIC) it was read, 0 never */
@@ -89,6 +90,11 @@ struct session {
      * detached; NULL: such processes are only detached. */
     void (*on_process)(void *arg, pid_t pid);
     void *on_process_arg;
+    /* Called with each thread the target starts while traced (a clone
+     * event, or the new thread's own first stop, whichever comes first),
+     * before it has run any code of its own; NULL: nothing. */
+    void (*on_thread_born)(void *arg, struct thread *t);
+    void *on_thread_born_arg;
     struct thread **v;          /* live and gone threads, stable pointers */
     size_t n, vcap;
     struct thread **hash;       /* open addressing on tid, power of two */
@@ -160,7 +166,8 @@ int session_stop_thread(struct session *s, struct thread *t);
 int session_resume_thread(struct session *s, struct thread *t);
 
 struct thread *session_find(struct session *s, pid_t tid);
-/* Drop gone threads (call between ticks, never while holding a thread). */
+/* Drop gone threads (call between ticks, never while holding a thread);
+ * a gone thread's CPU clock can be read until then. */
 void session_sweep(struct session *s);
 /* Live threads; indexes stay valid until session_sweep. */
 size_t session_live_count(const struct session *s);

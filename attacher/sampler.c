@@ -248,6 +248,26 @@ static int64_t thread_cpu_ns(struct sampler *s, struct thread *t)
     return (int64_t)v[0];
 }
 
+/* Cpu mode, on_thread_born: a thread the target starts during the run
+ * has used no CPU yet, so its clock read now is the baseline its first
+ * read in a tick counts from. Without it that read only set a baseline,
+ * and all the CPU the thread used before it, up to a tick, was lost
+ * (with the tail settle_exit recovers: threads burning 8 ms one at a
+ * time got a quarter of the samples their CPU earned, 20 ms ones 70%).
+ * Threads found at the attach keep their first read as the baseline:
+ * what they used before it is not the run's. The thread has not run yet
+ * (it is held at its first stop, or about to be), so the read is local
+ * and the task clock it opens counts from its birth. */
+static void baseline_at_birth(void *arg, struct thread *t)
+{
+    struct sampler *s = arg;
+    int64_t cpu = thread_cpu_ns(s, t);
+    if (cpu <= 0)
+        return;                 /* 0 means never read: the old rule */
+    t->cpu_ns = (uint64_t)cpu;
+    t->cpu_read_ns = mono_ns();
+}
+
 /* The thread id the target itself sees (last NSpid field): differs from
  * ours when the target runs in its own PID namespace. */
 static pid_t thread_ns_tid(struct sampler *s, struct thread *t)
@@ -720,8 +740,9 @@ static void forget_estimate(struct sampler *s, struct thread *t)
 }
 
 /* Reads t's CPU time: returns what it used since the last read (-1 at
- * the first), or READ_FAILED; updates its idle streak and busy fraction,
- * and settles in s->unexplained what est_cpu counted for it meanwhile. */
+ * the first, unless baseline_at_birth made one), or READ_FAILED; updates
+ * its idle streak and busy fraction, and settles in s->unexplained what
+ * est_cpu counted for it meanwhile. */
 static int64_t read_delta(struct sampler *s, struct thread *t)
 {
     int64_t cpu = thread_cpu_ns(s, t);
@@ -1034,6 +1055,33 @@ static int cpu_contended(struct sampler *s)
     return s->contended;
 }
 
+/* Cpu mode: t is gone. Its task clock, open until the sweep, holds the
+ * CPU time it had at its exit: what it used after its last read (up to a
+ * tick's worth; for a thread born a tick ago, all of it) is credited, and
+ * the whole intervals go to the last stack it was sampled running if that
+ * is recent, as for a thread found blocked (blocked_with_last): it cannot
+ * be stopped any more. Without such a stack, or without a task clock
+ * (schedstat ends with the thread), that CPU stays unsampled, and stays
+ * in s->unexplained (forget_estimate). */
+static void settle_exit(struct sampler *s, struct thread *t)
+{
+    if (s->o->mode != MODE_CPU || !t->task_clock || t->schedstat_fd < 0 || !t->cpu_ns) {
+        forget_estimate(s, t);
+        return;
+    }
+    int k = take_earned(s, t, read_delta(s, t));
+    if (k == 0)
+        return;
+    if (!recent_run(t)) {
+        s->exit_unseen += (uint64_t)k;
+        return;
+    }
+    int repeat = catch_up(k);
+    if (emit(s, t->last_words, t->last_n, t->tid, repeat) == 0)
+        s->samples += (uint64_t)repeat;
+    s->exit_credit += (uint64_t)repeat;
+}
+
 static void tick(struct sampler *s)
 {
     double interval_ns = s->o->interval * 1e9;
@@ -1106,7 +1154,7 @@ static void tick(struct sampler *s)
     if (s->sess->gone) {
         for (size_t i = 0; i < s->sess->n; i++)
             if (s->sess->v[i]->state == THREAD_GONE)
-                forget_estimate(s, s->sess->v[i]);
+                settle_exit(s, s->sess->v[i]);
     }
     session_sweep(s->sess);
 }
@@ -1202,6 +1250,10 @@ enum stop_reason sampler_run(struct sampler *s)
     enum stop_reason why = STOP_TARGET_EXITED;
     gettimeofday(&s->start_tv, NULL);
     s->vm_searching = s->find_vm != NULL;
+    if (s->o->mode == MODE_CPU) {   /* for this run only: not while detaching */
+        s->sess->on_thread_born = baseline_at_birth;
+        s->sess->on_thread_born_arg = s;
+    }
     double last_status = start, search_since = start;
     const struct timespec no_wait = { 0, 0 };
     for (;;) {
@@ -1284,6 +1336,7 @@ enum stop_reason sampler_run(struct sampler *s)
             show_status(s, now - start);
         }
     }
+    s->sess->on_thread_born = NULL;
     if (s->status_line)
         fputs("\r\033[K", stderr);
     double end = now_mono();

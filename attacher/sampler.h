@@ -101,6 +101,9 @@ struct sampler {
     int call_reads_off;         /* /proc/TID/syscall too slow here (sampler.c) */
     uint64_t blocked_credit;    /* cpu mode: samples of a thread found blocked,
                                    written with its last stack seen running */
+    uint64_t exit_credit;       /* cpu mode: samples an exited thread earned
+                                   after its last read, written so too */
+    uint64_t exit_unseen;       /* ... earned, with no recent stack: lost */
     uint64_t stack_bytes;       /* stack bytes copied while threads were stopped */
     /* stop times (stop_all.n: the number of stops): the whole stop, and
      * its phases: until the thread is stopped, the copy of registers and
