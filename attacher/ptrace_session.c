@@ -225,6 +225,15 @@ static void thread_gone(struct session *s, struct thread *t)
     s->gone++;
 }
 
+/* t's tid is gone because a thread exec'd (the exec'ing thread lives on
+ * under the leader's tid): unlike an exit, its CPU clock, which follows
+ * the task, would go on counting the new program's time; closed now. */
+static void thread_replaced(struct session *s, struct thread *t)
+{
+    close_fd(&t->schedstat_fd);
+    thread_gone(s, t);
+}
+
 void session_sweep(struct session *s)
 {
     if (!s->gone)
@@ -376,7 +385,7 @@ static void on_exec(struct session *s, struct thread *t, pid_t tid)
          * the thread now under the leader's tid is a new one. */
         struct thread *old = session_find(s, (pid_t)former);
         if (old)
-            thread_gone(s, old);
+            thread_replaced(s, old);
     }
     if (t) {
         thread_reset(t);
@@ -704,7 +713,10 @@ int session_stop_thread(struct session *s, struct thread *t)
         if (r < 0) {            /* nothing traced any more, or t gone */
             if (r == -1)
                 s->exited = 1;
-            thread_gone(s, t);
+            if (r == -2)
+                thread_replaced(s, t);
+            else
+                thread_gone(s, t);
             s->threads_vanished++;
             return 1;
         }

@@ -1082,6 +1082,16 @@ static void settle_exit(struct sampler *s, struct thread *t)
     s->exit_credit += (uint64_t)repeat;
 }
 
+/* settle_exit for every thread gone since the last sweep. */
+static void settle_gone(struct sampler *s)
+{
+    if (!s->sess->gone)
+        return;
+    for (size_t i = 0; i < s->sess->n; i++)
+        if (s->sess->v[i]->state == THREAD_GONE)
+            settle_exit(s, s->sess->v[i]);
+}
+
 static void tick(struct sampler *s)
 {
     double interval_ns = s->o->interval * 1e9;
@@ -1151,11 +1161,7 @@ static void tick(struct sampler *s)
             sample_thread(s, t, 1);
         }
     }
-    if (s->sess->gone) {
-        for (size_t i = 0; i < s->sess->n; i++)
-            if (s->sess->v[i]->state == THREAD_GONE)
-                settle_exit(s, s->sess->v[i]);
-    }
+    settle_gone(s);
     session_sweep(s->sess);
 }
 
@@ -1299,6 +1305,10 @@ enum stop_reason sampler_run(struct sampler *s)
         s->ticks++;
         if (s->sess->exec_seen) {
             s->sess->exec_seen = 0;
+            /* threads that exited before the exec write their last
+             * samples now, with the old image's words (settled once: a
+             * second settle_exit finds nothing more earned) */
+            settle_gone(s);
             /* name the old image's frames while its mappings are known */
             if (s->prof && s->sym && sym_update_maps(s->sym, &s->maps) == 0)
                 profile_new_image(s->prof, s->sym);
