@@ -136,8 +136,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             have_pid = 1;
             break;
         case 'i':
-            if (parse_seconds(optarg, &o->interval) < 0 ||
-                o->interval < MIN_INTERVAL || o->interval >= 1.0)
+            if (parse_seconds(optarg, &o->interval) < 0)
+                FAIL("interval '%s' is not a number: give seconds, e.g. -i 0.004", optarg);
+            if (o->interval < MIN_INTERVAL || o->interval >= 1.0)
                 FAIL("interval '%s' out of range: give seconds from 0.0001 up to (not including) 1, e.g. -i 0.004", optarg);
             break;
         case 'o':
@@ -146,9 +147,13 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             o->output = optarg;
             break;
         case 'd':
-            if (parse_seconds(optarg, &o->duration) < 0 || o->duration <= 0 ||
-                o->duration > 366.0 * 86400)
+            if (parse_seconds(optarg, &o->duration) < 0)
+                FAIL("duration '%s' is not a number: give seconds, e.g. -d 30", optarg);
+            if (o->duration <= 0)
                 FAIL("duration '%s' invalid: give a positive number of seconds, e.g. -d 30", optarg);
+            if (o->duration > 366.0 * 86400)
+                FAIL("duration '%s' too long: give at most a year (31622400 seconds), or no -d "
+                     "to run until the target exits or Ctrl-C", optarg);
             break;
         case 'q': o->quiet = 1; break;
         case 'h': o->help = 1; return 0;

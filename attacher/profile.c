@@ -56,7 +56,8 @@ struct profile *profile_open(const struct profile_opts *o, char *err, size_t err
     p->natives = calloc(p->ncap, sizeof(*p->natives));
     if (!p->natives || (o->start ? vmw_open_at(&p->w, o->fd, &wo, o->start)
                                    : vmw_open(&p->w, o->fd, &wo)) < 0) {
-        snprintf(err, errlen, "cannot write the log: %s", strerror(errno));
+        snprintf(err, errlen, "cannot write the log: %s; free space or choose another -o",
+                 strerror(errno));
         free(p->natives);
         free(p);
         return NULL;
