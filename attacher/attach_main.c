@@ -169,15 +169,17 @@ static void print_stats(const struct sampler *s)
 
 /* Stacks deeper than MAX_VM_FRAMES VM frames (recursion past Python's
  * default limit of 1000) keep their innermost frames; the outermost,
- * where the recursion was entered, are not in the log. Said once. */
+ * where the recursion was entered, are not in the log. Said once. The
+ * count is of captures (a stop, or wall mode's check without one), not
+ * of samples written. */
 static void warn_truncated(const struct sampler *s, int quiet)
 {
     uint64_t n = s->dec ? s->dec->stat_truncated : 0;
     if (quiet || n == 0)
         return;
-    fprintf(stderr, "vmprof-attach: warning: %llu stacks had more than %d %s frames (deep "
-            "recursion); each keeps its innermost %d, so their outermost frames (where the "
-            "recursion began) are missing from the profile\n",
+    fprintf(stderr, "vmprof-attach: warning: %llu stack reads found more than %d %s frames "
+            "(deep recursion); each keeps its innermost %d, so their outermost frames (where "
+            "the recursion began) are missing from the profile\n",
             (unsigned long long)n, MAX_VM_FRAMES, s->dec->interp_name, MAX_VM_FRAMES);
 }
 

@@ -49,9 +49,10 @@ void options_usage(FILE *out)
 static int parse_seconds(const char *s, double *out)
 {
     char *end;
-    errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v))
+    /* ERANGE is a number all the same (inf or 0): the range checks say
+     * what is wrong with it */
+    if (end == s || *end != '\0' || isnan(v))
         return -1;
     *out = v;
     return 0;

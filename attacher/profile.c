@@ -54,8 +54,12 @@ struct profile *profile_open(const struct profile_opts *o, char *err, size_t err
     p->lines = o->lines;
     p->ncap = 4096;
     p->natives = calloc(p->ncap, sizeof(*p->natives));
-    if (!p->natives || (o->start ? vmw_open_at(&p->w, o->fd, &wo, o->start)
-                                   : vmw_open(&p->w, o->fd, &wo)) < 0) {
+    if (!p->natives) {
+        snprintf(err, errlen, "out of memory");
+        free(p);
+        return NULL;
+    }
+    if ((o->start ? vmw_open_at(&p->w, o->fd, &wo, o->start) : vmw_open(&p->w, o->fd, &wo)) < 0) {
         snprintf(err, errlen, "cannot write the log: %s; free space or choose another -o",
                  strerror(errno));
         free(p->natives);
