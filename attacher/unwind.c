@@ -648,11 +648,11 @@ int unwinder_run(struct unwinder *u, const struct snapshot *sn,
              * call, where glibc has no unwind table on purpose, gave a
              * heap address 117 times over). No frame, and nothing past
              * it; the caller reads the maps again in case they were
-             * stale. The innermost frame is where the thread is: kept. */
-            if (n > 0) {
-                u->st.failures++;
+             * stale. Not counted as a failure: that new thread's stack
+             * does end there. The innermost frame is where the thread
+             * is: kept. */
+            if (n > 0)
                 break;
-            }
         }
         int raw = m && lacks_table(u, m);
         out[n].ip = ip;
