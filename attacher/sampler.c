@@ -425,11 +425,15 @@ static int blocked_with_last(struct sampler *s, struct thread *t)
     return recent_run(t) && call_now(s, t, &c) == 1;
 }
 
-static void write_last_running(struct sampler *s, struct thread *t, int repeat)
+/* Writes t's last running stack `repeat` times for CPU it used where it
+ * could not be stopped there; *count: the stat that counts such samples
+ * (blocked_credit, exit_credit). */
+static void write_last_running(struct sampler *s, struct thread *t, int repeat,
+                               uint64_t *count)
 {
     if (emit(s, t->last_words, t->last_n, t->tid, repeat) == 0)
         s->samples += (uint64_t)repeat;
-    s->blocked_credit += (uint64_t)repeat;
+    *count += (uint64_t)repeat;
     t->deferrals = 0;
 }
 
@@ -636,7 +640,7 @@ static int sample_thread(struct sampler *s, struct thread *t, int repeat)
     if (s->o->mode == MODE_CPU && kind && recent_run(t)) {
         /* found blocked (a busy thread stopped on a guess): its samples
          * go to where it last ran, as in blocked_with_last */
-        write_last_running(s, t, repeat);
+        write_last_running(s, t, repeat, &s->blocked_credit);
         return 0;
     }
     if (emit(s, s->words, n, t->tid, repeat) == 0)
@@ -1076,10 +1080,7 @@ static void settle_exit(struct sampler *s, struct thread *t)
         s->exit_unseen += (uint64_t)k;
         return;
     }
-    int repeat = catch_up(k);
-    if (emit(s, t->last_words, t->last_n, t->tid, repeat) == 0)
-        s->samples += (uint64_t)repeat;
-    s->exit_credit += (uint64_t)repeat;
+    write_last_running(s, t, catch_up(k), &s->exit_credit);
 }
 
 /* settle_exit for every thread gone since the last sweep. */
@@ -1125,7 +1126,7 @@ static void tick(struct sampler *s)
                 /* blocked since: read now (local, no interrupt) */
                 int k = take_earned(s, t, read_delta(s, t));
                 if (k > 0)
-                    write_last_running(s, t, catch_up(k));
+                    write_last_running(s, t, catch_up(k), &s->blocked_credit);
                 continue;
             }
             if (delta <= 0)
@@ -1150,7 +1151,7 @@ static void tick(struct sampler *s)
                 }
             }
             if (blocked_with_last(s, t)) {
-                write_last_running(s, t, catch_up(k));
+                write_last_running(s, t, catch_up(k), &s->blocked_credit);
                 t->credit -= (double)k;
             } else if (sample_thread(s, t, catch_up(k)) == 0) {
                 t->credit -= (double)k;

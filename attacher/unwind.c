@@ -84,8 +84,7 @@ struct func_slot { uint64_t key, func; };
  * from symbols/ at the end). Re-read when a lookup misses and the file
  * changed, at most every PERFMAP_CHECK_NS. */
 struct jit_map {
-    int on;                     /* 0: no lookups */
-    struct sym_perfmap_file file;
+    struct sym_perfmap_file file;   /* path NULL: no lookups */
     uint64_t next_check_ns;
 };
 
@@ -439,7 +438,7 @@ static unw_accessors_t accessors = {
 static uint64_t jit_func(struct unwinder *u, uint64_t ip)
 {
     struct jit_map *j = &u->jit;
-    if (!j->on)
+    if (!j->file.path)
         return 0;
     const struct sym_perfmap_entry *e = sym_perfmap_find(&j->file.pm, ip);
     if (!e) {
@@ -564,10 +563,7 @@ int unwinder_follow_perfmap(struct unwinder *u)
 {
     sym_perfmap_file_close(&u->jit.file);
     memset(&u->jit, 0, sizeof(u->jit));
-    if (sym_perfmap_file_open(&u->jit.file, u->mem->pid, u->root) < 0)
-        return -1;
-    u->jit.on = 1;
-    return 0;
+    return sym_perfmap_file_open(&u->jit.file, u->mem->pid, u->root);
 }
 
 /* Start of the function holding the cursor's frame, cached by IP. */

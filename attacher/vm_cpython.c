@@ -337,7 +337,6 @@ static int walk_thread(struct cpy *c, pid_t tid, uint64_t tstate,
     }
     if (r > 0)
         r = resolve_frames(c, out, r);
-    c->st.truncated += r >= 0 && w.cut;
     c->base.stat_truncated += r >= 0 && w.cut;
     return r;
 }

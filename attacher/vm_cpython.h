@@ -70,7 +70,6 @@ struct vm_cpython_stats {
     uint64_t identity_changes;  /* cached addresses that became new code */
     uint64_t hidden_changes;    /* ... with the same name pointers: only
                                    the strings' contents told */
-    uint64_t truncated;         /* captures cut at max frames */
     uint64_t code_trusted;      /* code addresses trusted without a read:
                                    no code object freed since their proof */
 };

@@ -61,7 +61,8 @@ struct vm_decoder {
     int want_lines;             /* --lines: fill vm_frame.line */
     uint64_t stat_capture_fail; /* captures that returned -1 */
     uint64_t stat_truncated;    /* captures cut at max frames: the innermost
-                                   max were kept, the outermost left out */
+                                   max were kept, the outermost left out
+                                   (the one count of it, for every VM) */
 };
 
 #endif

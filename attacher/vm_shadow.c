@@ -272,8 +272,7 @@ static int walk(struct shadow *s, uint64_t top, uint64_t sp, struct vm_frame *ou
         uint64_t id;
 
         if (n >= max) {
-            s->st.truncated++;  /* keep the innermost max frames */
-            s->base.stat_truncated++;
+            s->base.stat_truncated++;  /* keep the innermost max frames */
             break;
         }
         if (addr % 8 || addr <= prev || addr >= USER_ADDR_END - sizeof f ||

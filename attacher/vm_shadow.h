@@ -25,7 +25,6 @@ struct vm_shadow_stats {
     uint64_t captures;          /* capture() calls */
     uint64_t frames;            /* VM frames returned */
     uint64_t no_thread;         /* captures of threads not registered */
-    uint64_t truncated;         /* chains longer than the caller's max */
     uint64_t bad_chains;        /* chains refused: misaligned, not strictly
                                    increasing, below the stack pointer */
     uint64_t read_faults;       /* target memory that could not be read */
