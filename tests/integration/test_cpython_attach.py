@@ -28,10 +28,12 @@ def clean_env():
 
 
 def shim_notices(stderr):
-    """Lines about the shim, leaving out the summary lines (they quote the
-    command and the output path, which may contain the word)."""
-    return [l for l in stderr.splitlines() if "shim" in l and " samples in " not in l
-            and not l.startswith("vmprof-attach: wrote ")]
+    """vmprof-attach's own lines about the shim, leaving out the summary
+    lines (they quote the command and the output path, which may contain
+    the word) and the top-functions table (a sample may fall in the shim's
+    own code: code_dealloc_counted (shim.c))."""
+    return [l for l in stderr.splitlines() if l.startswith("vmprof-attach: ") and "shim" in l
+            and " samples in " not in l and not l.startswith("vmprof-attach: wrote ")]
 
 
 def all_names(stats):
