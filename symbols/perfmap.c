@@ -166,18 +166,17 @@ void sym_perfmap_free(struct sym_perfmap *pm)
     pm->n = 0;
 }
 
-int sym_perfmap_load(struct sym_perfmap *pm, const char *root, const char *path,
-                     const struct sym_owners *owners, size_t max, struct stat *st)
+/* sym_perfmap_load from fd, open on the file whose stat is got; closes
+ * fd. */
+static int load_fd(struct sym_perfmap *pm, int fd, const struct stat *got,
+                   const struct sym_owners *owners, size_t max, struct stat *st)
 {
-    struct stat got;
-    int fd = sym_open_rooted(root, path, &got);
-    if (fd < 0)
-        return -1;
-    if (!sym_owners_allow(owners, got.st_uid) || got.st_size <= 0 || (uint64_t)got.st_size > max) {
+    if (!sym_owners_allow(owners, got->st_uid) || got->st_size <= 0 ||
+        (uint64_t)got->st_size > max) {
         close(fd);
         return -1;
     }
-    size_t len = (size_t)got.st_size, n = 0;
+    size_t len = (size_t)got->st_size, n = 0;
     char *text = malloc(len);
     while (text && n < len) {           /* the file may grow: read what was there */
         ssize_t r = read(fd, text + n, len - n);
@@ -199,8 +198,18 @@ int sym_perfmap_load(struct sym_perfmap *pm, const char *root, const char *path,
         return -1;
     sym_perfmap_free(pm);
     *pm = fresh;
-    *st = got;
+    *st = *got;
     return 0;
+}
+
+int sym_perfmap_load(struct sym_perfmap *pm, const char *root, const char *path,
+                     const struct sym_owners *owners, size_t max, struct stat *st)
+{
+    struct stat got;
+    int fd = sym_open_rooted(root, path, &got);
+    if (fd < 0)
+        return -1;
+    return load_fd(pm, fd, &got, owners, max, st);
 }
 
 /* ---- the perf map of a process, followed through a run ---------------- */
@@ -254,12 +263,15 @@ void sym_perfmap_file_refresh(struct sym_perfmap_file *f, size_t max)
     int fd = sym_open_rooted(f->root, f->path, &st);
     if (fd < 0)
         return;
-    close(fd);
     if (f->have && st.st_ino == f->st.st_ino && st.st_dev == f->st.st_dev &&
         st.st_size == f->st.st_size && st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec)
+        st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec) {
+        close(fd);
         return;
-    if (sym_perfmap_load(&f->pm, f->root, f->path, &f->owners, max, &f->st) == 0)
+    }
+    /* read through the open that was just checked: one lookup, and the
+     * file read is the one whose stat was compared */
+    if (load_fd(&f->pm, fd, &st, &f->owners, max, &f->st) == 0)
         f->have = 1;
 }
 
