@@ -121,7 +121,10 @@ static uint64_t current_rss(struct sampler *s)
     char *p = buf, *end;
     strtoull(p, &end, 10);      /* size, then resident, in pages */
     unsigned long long pages = strtoull(end, &p, 10);
-    if (p != end) {
+    /* an exited target (a zombie until reaped) reads 0 resident pages:
+     * keep the last value, as when the read fails (samples written after
+     * the exit, settle_exit's, would show 0 KiB) */
+    if (p != end && pages > 0) {
         long page = sysconf(_SC_PAGESIZE);
         s->rss_kb = (uint64_t)pages * (uint64_t)(page > 0 ? page : 4096) / 1024;
     }
